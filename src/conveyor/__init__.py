@@ -1,0 +1,43 @@
+"""Conveyor: machine-learning pipelines of plain Python functions, run over a batch or a stream,
+in parallel, durable and resumable.
+
+    import conveyor as cv
+    pipe = cv.Pipeline("licenses")
+
+    @pipe.step
+    def text(item: cv.Item) -> str:
+        return item.read_text()
+"""
+
+from __future__ import annotations
+
+from conveyor.errors import (
+    ConveyorError,
+    DefinitionError,
+    InputError,
+    RunNotFound,
+    StoreError,
+    UsageError,
+)
+from conveyor.item import Item, ItemKind
+from conveyor.pipeline import Pipeline
+from conveyor.runner import RunReport
+from conveyor.units import RunState, UnitState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConveyorError",
+    "DefinitionError",
+    "InputError",
+    "Item",
+    "ItemKind",
+    "Pipeline",
+    "RunNotFound",
+    "RunReport",
+    "RunState",
+    "StoreError",
+    "UnitState",
+    "UsageError",
+    "__version__",
+]

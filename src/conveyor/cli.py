@@ -1,0 +1,309 @@
+"""The ``conveyor`` command.
+
+Exit codes: 0 the run completed; 1 it completed with failed units; 2 bad usage, a bad pipeline
+definition or unusable input (nothing ran); 3 the ledger could not be used; 130 interrupted.
+Every option can also be set with an environment variable ``CONVEYOR_<OPTION>``, e.g.
+``CONVEYOR_STORE=/data/ledger.db``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from conveyor.errors import ConveyorError
+from conveyor.report import print_failures, run_header, runs_table, seconds, step_table
+from conveyor.units import RunState
+
+EXIT_OK, EXIT_FAILED_UNITS, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    name="conveyor",
+    help="Run machine-learning pipelines of plain Python functions over a batch, in parallel, "
+    "durably; see what happened; export the results.",
+    epilog="Exit codes: 0 completed, 1 completed with failed units, 2 bad usage / pipeline / "
+    "input, 3 ledger unusable, 130 interrupted. Every option reads CONVEYOR_<OPTION> too.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="CONVEYOR_STORE",
+        help="Ledger: a SQLite file path [default: .conveyor/conveyor.db].",
+    ),
+]
+
+
+def handled(fn: F) -> F:
+    """Turn Conveyor errors into one red line and their exit code; Ctrl-C into 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConveyorError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[magenta]interrupted[/]: run the same command again to continue")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+@app.command()
+@handled
+def run(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")],
+    input: Annotated[
+        str,
+        typer.Option(
+            "--input",
+            "-i",
+            envvar="CONVEYOR_INPUT",
+            help="A folder or glob of files "
+            "(one item per file) or a .jsonl/.csv/.parquet file (one item per row).",
+        ),
+    ],
+    store: StoreOpt = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            envvar="CONVEYOR_WORKERS",
+            help="Worker processes (default: one per core); 0 runs inline.",
+        ),
+    ] = None,
+    id_field: Annotated[
+        str | None,
+        typer.Option(
+            "--id-field",
+            envvar="CONVEYOR_ID_FIELD",
+            help="Column holding each row's id (default: a content hash).",
+        ),
+    ] = None,
+    group_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group-by",
+            envvar="CONVEYOR_GROUP_BY",
+            help="Split a table into one item per group of these columns (a,b).",
+        ),
+    ] = None,
+    buckets: Annotated[
+        int | None,
+        typer.Option(
+            "--buckets",
+            envvar="CONVEYOR_BUCKETS",
+            help="Pack the groups into this many items (stable by group id).",
+        ),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            envvar="CONVEYOR_ONLY",
+            help="Run only these steps (a,b) and the steps they need.",
+        ),
+    ] = None,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force",
+            envvar="CONVEYOR_FORCE",
+            help="Recompute these steps (a,b) even where their results are cached.",
+        ),
+    ] = None,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress/--no-progress", envvar="CONVEYOR_PROGRESS", help="Show live progress bars."
+        ),
+    ] = True,
+) -> None:
+    """Run PIPELINE over every item of --input; finished units are never recomputed."""
+    from conveyor.loader import load_pipeline
+    from conveyor.progress import RichProgress
+    from conveyor.runner import run_pipeline
+
+    pipe, path = load_pipeline(pipeline)
+    observer = RichProgress(err) if progress else None
+    report = run_pipeline(
+        pipe,
+        input,
+        store=store,
+        workers=workers,
+        only=_split(only),
+        force=_split(force),
+        observer=observer,
+        pipeline_file=str(path),
+        id_field=id_field,
+        group_by=_split(group_by),
+        buckets=buckets,
+    )
+    style = "green" if report.state is RunState.COMPLETED else "yellow"
+    out.print(
+        f"run [bold]{report.run_id}[/] [{style}]{report.state.value}[/] in "
+        f"{seconds(report.seconds)}: {report.items} items"
+    )
+    out.print(step_table(report.stats))
+    if report.duplicates:
+        err.print(
+            f"[yellow]{report.duplicates} item(s) repeated an id seen before and were ignored[/]"
+        )
+    print_failures(err, report.failures, report.failed)
+    out.print(f"results: conveyor results {report.run_id} --format csv --out results.csv")
+    if report.state is not RunState.COMPLETED:
+        raise typer.Exit(EXIT_FAILED_UNITS)
+
+
+@app.command()
+@handled
+def status(
+    run_id: Annotated[
+        str | None, typer.Argument(help="Run id or prefix (default: latest).")
+    ] = None,
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show a run's per-step progress, failures and timings (running or finished)."""
+    from conveyor.store import open_store
+
+    ledger = open_store(store)
+    run = ledger.get_run(run_id)
+    stats = ledger.step_stats(run.id, run.steps)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "run": run.id,
+                    "pipeline": run.pipeline,
+                    "state": run.state.value,
+                    "source": run.source,
+                    "created_at": run.created_at,
+                    "finished_at": run.finished_at,
+                    "steps": [
+                        {
+                            "step": s.step,
+                            "total": s.total,
+                            "counts": s.counts,
+                            "p50": s.p50,
+                            "p95": s.p95,
+                            "units_per_second": s.rate,
+                        }
+                        for s in stats
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
+    out.print(run_header(run))
+    if run.message:
+        out.print(f"  {escape(run.message)}")
+    out.print(step_table(stats))
+    failed = sum(s.counts.get("failed", 0) for s in stats)
+    print_failures(out, ledger.failures(run.id, limit=5), failed)
+
+
+@app.command()
+@handled
+def results(
+    run_id: Annotated[
+        str | None, typer.Argument(help="Run id or prefix (default: latest).")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", envvar="CONVEYOR_FORMAT", help="jsonl, csv or parquet.")
+    ] = "jsonl",
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", envvar="CONVEYOR_OUT", help="Write to this file (default: stdout)."
+        ),
+    ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Export a run's results: one row per item, its id then one column per step."""
+    from conveyor.export import export
+    from conveyor.store import open_store
+
+    ledger = open_store(store)
+    run = ledger.get_run(run_id)
+    count = export(ledger, run.id, run.steps, fmt, out_file)
+    if out_file is not None:
+        err.print(f"wrote {count} rows to {out_file}")
+
+
+@app.command()
+@handled
+def runs(
+    store: StoreOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs.")] = 20,
+) -> None:
+    """List recent runs, newest first."""
+    from conveyor.store import open_store
+
+    out.print(runs_table(open_store(store).list_runs(limit)))
+
+
+@app.command()
+@handled
+def check(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")],
+) -> None:
+    """Validate a pipeline and show its steps in order with their inputs and options."""
+    from conveyor.loader import load_pipeline
+
+    pipe, _ = load_pipeline(pipeline)
+    graph = pipe.graph
+    out.print(
+        f"pipeline [bold]{escape(pipe.name)}[/]: {len(graph.order)} steps, "
+        f"{len(pipe.resources)} resources"
+    )
+    for name in graph.order:
+        node = graph.nodes[name]
+        inputs = (["item"] if node.uses_item else []) + list(node.upstream)
+        options = node.step.options
+        extras = [
+            f"{k}={v}"
+            for k, v in (
+                ("retries", options.retries or None),
+                ("timeout", options.timeout),
+                ("batch_size", options.batch_size),
+                ("concurrency", options.concurrency),
+            )
+            if v
+        ]
+        if options.executor != "process":
+            extras.append(f"executor={options.executor}")
+        uses = f" uses {', '.join(node.resources)}" if node.resources else ""
+        out.print(
+            f"  [bold]{name}[/]({', '.join(inputs)}){uses} "
+            f"[dim]{' '.join(extras)} version {node.step.version}[/]"
+        )
+
+
+def main() -> None:
+    """Entry point of the ``conveyor`` command."""
+    sys.exit(app())

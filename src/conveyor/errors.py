@@ -1,0 +1,47 @@
+"""The one exception tree of Conveyor: every error it raises is a :class:`ConveyorError`."""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Something went wrong in Conveyor."""
+
+    #: The process exit code the CLI uses when this error ends a command.
+    exit_code = 1
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class DefinitionError(ConveyorError):
+    """The pipeline definition is invalid."""
+
+    exit_code = 2
+
+
+class UsageError(ConveyorError):
+    """A command was called with bad arguments."""
+
+    exit_code = 2
+
+
+class InputError(ConveyorError):
+    """An input could not be read."""
+
+    exit_code = 2
+
+
+class StoreError(ConveyorError):
+    """The ledger could not be opened or is not usable."""
+
+    exit_code = 3
+
+
+class RunNotFound(StoreError):
+    """No such run in the ledger."""
+
+    exit_code = 2
+
+
+class StepError(ConveyorError):
+    """A step failed while it ran; the original exception is chained."""

@@ -1,0 +1,151 @@
+"""The local process pool: one worker process per core, each with its own pipe, so the
+coordinator knows which tasks a worker holds and can replace a worker that dies."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from conveyor.executors.base import Executor, TaskResult, lost
+from conveyor.units import ErrorInfo, Task
+from conveyor.worker import Runtime
+
+#: Tasks sent to a worker ahead of the one it is running, to hide the round trip.
+PREFETCH = 2
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    inflight: deque[tuple[Task, float]] = field(default_factory=deque)
+
+
+class ProcessExecutor(Executor):
+    """``workers`` processes forked from the coordinator; each builds its resources once."""
+
+    name = "process"
+
+    def __init__(self, runtime_factory: Callable[[], Runtime], workers: int) -> None:
+        self._factory = runtime_factory
+        self._size = workers
+        self._workers: list[_Worker] = []
+        self._context = multiprocessing.get_context("fork")
+        self._lost: list[TaskResult] = []
+
+    def start(self) -> None:
+        for _ in range(self._size):
+            self._workers.append(self._spawn())
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=_worker_main, args=(child, self._factory), name="conveyor-worker", daemon=True
+        )
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+    def free_slots(self) -> int:
+        return sum(PREFETCH - len(w.inflight) for w in self._workers)
+
+    def submit(self, task: Task) -> None:
+        worker = min(self._workers, key=lambda w: len(w.inflight))
+        worker.inflight.append((task, time.time()))
+        try:
+            worker.conn.send_bytes(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            pass  # the worker died; collect() sees its sentinel and reports the task lost
+
+    def waitables(self) -> list[Any]:
+        found: list[Any] = []
+        for w in self._workers:
+            found.append(w.conn)
+            found.append(w.process.sentinel)
+        return found
+
+    def collect(self) -> list[TaskResult]:
+        done, self._lost = self._lost, []
+        for index, worker in enumerate(self._workers):
+            try:
+                while worker.conn.poll():
+                    task_id, outcomes = pickle.loads(worker.conn.recv_bytes())
+                    worker.inflight.popleft()
+                    done.append((task_id, outcomes))
+            except (EOFError, OSError):
+                pass
+            if not worker.process.is_alive():
+                done.extend(self._replace(index, worker))
+        return done
+
+    def _replace(self, index: int, worker: _Worker) -> list[TaskResult]:
+        worker.process.join(timeout=1)
+        code = worker.process.exitcode
+        how = _describe_exit(code)
+        results = []
+        for task, started in worker.inflight:
+            error = ErrorInfo(
+                "WorkerLost",
+                f"worker process {worker.process.pid} {how} while running step {task.step!r}",
+                "",
+            )
+            results.append(lost(task, error, started))
+        worker.conn.close()
+        self._workers[index] = self._spawn()
+        return results
+
+    def shutdown(self) -> None:
+        for worker in self._workers:
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(b"")
+        deadline = time.monotonic() + 2.0
+        for worker in self._workers:
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=1)
+            worker.conn.close()
+        self._workers.clear()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped responding"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _worker_main(conn: Connection, factory: Callable[[], Runtime]) -> None:
+    """The worker loop: receive a task, run it, send the outcomes; an empty message stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    runtime = factory()
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            break
+        if not data:
+            break
+        task: Task = pickle.loads(data)
+        outcomes = runtime.run_task(task)
+        conn.send_bytes(pickle.dumps((task.task_id, outcomes), protocol=pickle.HIGHEST_PROTOCOL))
+    conn.close()
+    os._exit(0)

@@ -1,0 +1,77 @@
+"""A thread pool in the coordinator process, for I/O-bound steps (remote calls, downloads)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import queue
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from conveyor.executors.base import Executor, TaskResult
+from conveyor.units import Outcome, Task
+from conveyor.worker import Runtime
+
+
+class ThreadExecutor(Executor):
+    """Runs up to ``concurrency`` tasks at once on threads; wakes the scheduler through a pipe."""
+
+    name = "thread"
+
+    def __init__(self, runtime: Runtime, concurrency: int) -> None:
+        self._runtime = runtime
+        self._concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
+        self._results: queue.SimpleQueue[TaskResult] = queue.SimpleQueue()
+        self._running = 0
+        self._read_fd, self._write_fd = -1, -1
+
+    def start(self) -> None:
+        self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="conveyor-thread")
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+
+    def free_slots(self) -> int:
+        return self._concurrency - self._running
+
+    def submit(self, task: Task) -> None:
+        if self._pool is None:
+            raise RuntimeError("ThreadExecutor.submit before start")
+        self._running += 1
+        future = self._pool.submit(self._runtime.run_task, task)
+        future.add_done_callback(functools.partial(self._finished, task.task_id))
+
+    def _finished(self, task_id: int, future: Future[list[Outcome]]) -> None:
+        self._results.put((task_id, future.result()))
+        try:
+            os.write(self._write_fd, b"x")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full or closed: the scheduler is awake or gone either way
+
+    def waitables(self) -> list[Any]:
+        return [self._read_fd]
+
+    def collect(self) -> list[TaskResult]:
+        try:
+            while os.read(self._read_fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        done = []
+        while True:
+            try:
+                done.append(self._results.get_nowait())
+            except queue.Empty:
+                break
+        self._running -= len(done)
+        return done
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        for fd in (self._read_fd, self._write_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._read_fd = self._write_fd = -1

@@ -1,0 +1,114 @@
+"""Tables a person reads: a run's per-step summary, the list of runs, its failures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.units import RunInfo, RunState, StepStats, UnitState
+
+_STATE_STYLE = {
+    RunState.RUNNING: "cyan",
+    RunState.COMPLETED: "green",
+    RunState.COMPLETED_WITH_ERRORS: "yellow",
+    RunState.FAILED: "red",
+    RunState.INTERRUPTED: "magenta",
+}
+
+
+def seconds(value: float | None) -> str:
+    """A duration for people: ``850µs``, ``12.3ms``, ``4.20s``, ``3m05s``."""
+    if value is None:
+        return "-"
+    if value < 0.001:
+        return f"{value * 1e6:.0f}µs"
+    if value < 1:
+        return f"{value * 1e3:.1f}ms"
+    if value < 60:
+        return f"{value:.2f}s"
+    return f"{int(value // 60)}m{int(value % 60):02d}s"
+
+
+def step_table(stats: Sequence[StepStats]) -> Table:
+    """One row per step: units by state, p50/p95 duration and throughput."""
+    table = Table(title=None, header_style="bold", pad_edge=False)
+    table.add_column("step")
+    for name, style in (
+        ("total", ""),
+        ("done", "green"),
+        ("cached", "dim"),
+        ("failed", "red"),
+        ("skipped", "yellow"),
+        ("pending", "cyan"),
+    ):
+        table.add_column(name, justify="right", style=style)
+    table.add_column("p50", justify="right")
+    table.add_column("p95", justify="right")
+    table.add_column("units/s", justify="right")
+    for s in stats:
+        waiting = sum(
+            s.counts.get(state.value, 0)
+            for state in (UnitState.PENDING, UnitState.READY, UnitState.RUNNING)
+        )
+        table.add_row(
+            s.step,
+            str(s.total),
+            str(s.counts.get("done", 0)),
+            str(s.counts.get("cached", 0)),
+            str(s.counts.get("failed", 0)),
+            str(s.counts.get("skipped", 0)),
+            str(waiting),
+            seconds(s.p50),
+            seconds(s.p95),
+            f"{s.rate:,.0f}" if s.rate else "-",
+        )
+    return table
+
+
+def run_header(run: RunInfo) -> str:
+    """One line: id, pipeline, state, source and timing."""
+    style = _STATE_STYLE.get(run.state, "")
+    when = datetime.fromtimestamp(run.created_at).strftime("%Y-%m-%d %H:%M:%S")
+    took = f", took {seconds(run.finished_at - run.created_at)}" if run.finished_at else ""
+    return (
+        f"run [bold]{run.id}[/] of [bold]{run.pipeline}[/]: [{style}]{run.state.value}[/] "
+        f"(started {when}{took}) over {escape(run.source)}"
+    )
+
+
+def runs_table(runs: Sequence[RunInfo]) -> Table:
+    """Recent runs, newest first."""
+    table = Table(header_style="bold", pad_edge=False)
+    for name in ("run", "pipeline", "state", "started", "took", "input"):
+        table.add_column(name)
+    for run in runs:
+        style = _STATE_STYLE.get(run.state, "")
+        table.add_row(
+            run.id,
+            run.pipeline,
+            f"[{style}]{run.state.value}[/]",
+            datetime.fromtimestamp(run.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+            seconds(run.finished_at - run.created_at) if run.finished_at else "-",
+            escape(run.source),
+        )
+    return table
+
+
+def print_failures(console: Console, failures: Sequence[dict[str, Any]], total: int) -> None:
+    """The first few failures with their error, so the cause is visible without a query."""
+    if not failures:
+        return
+    console.print(f"[red]{total} unit(s) failed[/]; the first {len(failures)}:")
+    for f in failures:
+        message = (f["error_message"] or "").strip().splitlines()
+        console.print(
+            f"  [bold]{escape(f['step'])}[/] on [bold]{escape(str(f['item']))}[/]: "
+            f"{escape(str(f['error_type']))}: {escape(message[0]) if message else ''}",
+            markup=True,
+            highlight=False,
+        )

@@ -1,0 +1,246 @@
+"""Scheduling: lease ready units from the ledger, pack them into tasks, hand them to executors,
+and commit outcomes (results, failures, retries, dependents) back in batches.
+
+The ledger is the queue: a unit is claimed with a lease and a fencing token, and only a commit
+that still holds the token counts. Batch and stream runs share this loop."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any, Protocol
+
+from conveyor.dag import Graph
+from conveyor.errors import StoreError
+from conveyor.executors.base import Executor, TaskResult
+from conveyor.store.base import Done, Failed, Store
+from conveyor.units import Claim, Task, UnitState, UnitWork
+
+#: How long a claimed unit stays leased before another coordinator may take it.
+LEASE_SECONDS = 300.0
+#: Aim for tasks of about this much work, so per-task overhead stays small.
+TASK_SECONDS = 0.05
+MAX_UNITS_PER_TASK = 1024
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+
+
+class Observer(Protocol):
+    """Told what happens while a run progresses (the progress display implements this)."""
+
+    def advanced(self, step: str, state: UnitState, count: int) -> None:
+        """``count`` units of ``step`` reached ``state``."""
+
+
+@dataclass
+class _Lane:
+    """One executor with the steps it serves and the tasks waiting for a free slot."""
+
+    executor: Executor
+    steps: tuple[str, ...]
+    backlog: deque[Task]
+
+
+class Scheduler:
+    """Runs one run's units to completion on the given executors."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        graph: Graph,
+        steps: Sequence[str],
+        lanes: Mapping[Executor, Sequence[str]],
+        observer: Observer | None = None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.graph = graph
+        self.steps = tuple(steps)
+        selected = set(steps)
+        self._downstream = {
+            s: tuple(d for d in graph.nodes[s].downstream if d in selected) for s in steps
+        }
+        self._descendants = {
+            s: tuple(d for d in graph.nodes[s].descendants if d in selected) for s in steps
+        }
+        self._lanes = [_Lane(ex, tuple(st), deque()) for ex, st in lanes.items() if st]
+        self._observer = observer
+        self.owner = f"coordinator-{uuid.uuid4().hex[:12]}"
+        self._inflight: dict[int, Claim] = {}  # unit id -> claim
+        self._task_ids = 0
+        self._mean: dict[str, float] = {}  # step -> moving average of seconds per unit
+        self._limits: dict[str, int] = {
+            s: graph.nodes[s].step.options.concurrency or 0
+            for s in steps
+            if graph.nodes[s].step.options.executor == "process"
+            and graph.nodes[s].step.options.concurrency
+        }
+        self._running: dict[str, int] = dict.fromkeys(steps, 0)
+
+    def run(self) -> None:
+        """Dispatch and commit until every unit of the run is final."""
+        try:
+            while True:
+                self._dispatch()
+                if not self._inflight:
+                    if self.store.unfinished(self.run_id) == 0:
+                        return
+                    self._sleep_until_retry()
+                    continue
+                results = self._collect()
+                if not results:
+                    wait(self._waitables(), timeout=0.5)
+                    results = self._collect()
+                if results:
+                    self._commit(results)
+        except BaseException:
+            self.store.release(self.run_id, self.owner)
+            raise
+
+    # dispatch ----------------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        for lane in self._lanes:
+            free = lane.executor.free_slots()
+            while free > 0 and lane.backlog:
+                lane.executor.submit(lane.backlog.popleft())
+                free -= 1
+            if free <= 0:
+                continue
+            claims = self._claim(lane, free)
+            if not claims:
+                continue
+            for task in self._pack(claims, free):
+                if free > 0:
+                    lane.executor.submit(task)
+                    free -= 1
+                else:
+                    lane.backlog.append(task)
+
+    def _claim(self, lane: _Lane, free: int) -> list[Claim]:
+        open_steps = [s for s in lane.steps if s not in self._limits]
+        claims: list[Claim] = []
+        if open_steps:
+            per_task = max(self._chunk(s) for s in open_steps)
+            claims += self.store.claim(
+                self.run_id, open_steps, free * per_task, owner=self.owner, lease=LEASE_SECONDS
+            )
+        for step in lane.steps:
+            room = self._limits.get(step, 0) - self._running[step]
+            if step in self._limits and room > 0:
+                claims += self.store.claim(
+                    self.run_id, [step], room, owner=self.owner, lease=LEASE_SECONDS
+                )
+        for claim in claims:
+            self._inflight[claim.unit_id] = claim
+            self._running[claim.step] += 1
+        return claims
+
+    def _chunk(self, step: str) -> int:
+        options = self.graph.nodes[step].step.options
+        if options.batch_size:
+            return options.batch_size
+        if options.executor == "thread":
+            return 1
+        mean = self._mean.get(step)
+        if mean is None:
+            return 1
+        return max(1, min(MAX_UNITS_PER_TASK, int(TASK_SECONDS / max(mean, 1e-6))))
+
+    def _pack(self, claims: list[Claim], free: int) -> list[Task]:
+        by_step: dict[str, list[Claim]] = {}
+        for claim in claims:
+            by_step.setdefault(claim.step, []).append(claim)
+        idxs = sorted({c.item_idx for c in claims})
+        item_steps = [s for s in by_step if self.graph.nodes[s].uses_item]
+        items = self.store.load_items(self.run_id, idxs) if item_steps else {}
+        upstream = sorted({u for s in by_step for u in self.graph.nodes[s].upstream})
+        inputs = self.store.load_inputs(self.run_id, idxs, upstream)
+        tasks = []
+        for step, group in by_step.items():
+            node = self.graph.nodes[step]
+            size = self._chunk(step)
+            if not node.step.options.batch_size:
+                # Spread units evenly over the free slots rather than filling the first ones.
+                size = max(1, min(size, math.ceil(len(group) / max(1, free))))
+            for start in range(0, len(group), size):
+                units = tuple(
+                    UnitWork(
+                        unit_id=c.unit_id,
+                        fence=c.fence,
+                        item=items.get(c.item_idx) if node.uses_item else None,
+                        inputs={u: inputs[(c.item_idx, u)] for u in node.upstream},
+                    )
+                    for c in group[start : start + size]
+                )
+                self._task_ids += 1
+                tasks.append(Task(self._task_ids, step, units))
+        return tasks
+
+    # completion --------------------------------------------------------------------------------
+    def _waitables(self) -> list[Any]:
+        found: list[Any] = []
+        for lane in self._lanes:
+            found.extend(lane.executor.waitables())
+        return found
+
+    def _collect(self) -> list[TaskResult]:
+        results: list[TaskResult] = []
+        for lane in self._lanes:
+            results.extend(lane.executor.collect())
+        return results
+
+    def _commit(self, results: list[TaskResult]) -> None:
+        done: list[Done] = []
+        failed: list[Failed] = []
+        now = time.time()
+        tally: dict[tuple[str, UnitState], int] = {}
+        for _, outcomes in results:
+            for outcome in outcomes:
+                claim = self._inflight.pop(outcome.unit_id, None)
+                if claim is None or claim.fence != outcome.fence:
+                    continue  # a late answer for a unit this coordinator no longer holds
+                self._running[claim.step] -= 1
+                self._learn(claim.step, outcome.duration)
+                if outcome.error is None:
+                    done.append((claim, outcome, self._downstream[claim.step]))
+                    state = UnitState.DONE
+                elif claim.attempt <= self.graph.nodes[claim.step].step.options.retries:
+                    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (claim.attempt - 1))
+                    retry_at = now + delay * random.uniform(0.5, 1.0)
+                    failed.append((claim, outcome, UnitState.READY, retry_at, ()))
+                    continue
+                else:
+                    failed.append(
+                        (claim, outcome, UnitState.FAILED, None, self._descendants[claim.step])
+                    )
+                    state = UnitState.FAILED
+                    for skipped in self._descendants[claim.step]:
+                        tally[(skipped, UnitState.SKIPPED)] = (
+                            tally.get((skipped, UnitState.SKIPPED), 0) + 1
+                        )
+                tally[(claim.step, state)] = tally.get((claim.step, state), 0) + 1
+        self.store.commit(self.run_id, done, failed)
+        if self._observer is not None:
+            for (step, state), count in tally.items():
+                self._observer.advanced(step, state, count)
+
+    def _learn(self, step: str, duration: float) -> None:
+        mean = self._mean.get(step)
+        self._mean[step] = duration if mean is None else 0.8 * mean + 0.2 * duration
+
+    def _sleep_until_retry(self) -> None:
+        retry_at = self.store.next_retry_time(self.run_id)
+        if retry_at is None:
+            # Unfinished units that nobody can run: not ready and no retry pending.
+            raise StoreError(
+                f"run {self.run_id} has unfinished units that can never become ready; "
+                f"the ledger is inconsistent"
+            )
+        time.sleep(min(1.0, max(0.0, retry_at - time.time())))

@@ -1,0 +1,390 @@
+"""Batch sources: where items come from. Each yields :class:`SourceItem` values with a stable id
+and a content key; a row or file that cannot be read becomes a bad item, not a crash."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+import pickle
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conveyor.errors import InputError, UsageError
+from conveyor.item import Item, ItemKind
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RECORD_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """One item as the ledger records it: enough to rebuild the :class:`Item` in any worker."""
+
+    id: str
+    kind: ItemKind
+    key: str
+    payload: bytes
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """What to read and how: a path or glob, plus the tabular options."""
+
+    input: str
+    id_field: str | None = None
+    group_by: tuple[str, ...] = ()
+    buckets: int | None = None
+
+    def describe(self) -> str:
+        """A one-line description for the ledger and the summary."""
+        parts = [self.input]
+        if self.id_field:
+            parts.append(f"--id-field {self.id_field}")
+        if self.group_by:
+            parts.append(f"--group-by {','.join(self.group_by)}")
+        if self.buckets:
+            parts.append(f"--buckets {self.buckets}")
+        return " ".join(parts)
+
+
+def rebuild_item(kind: str, id: str, payload: bytes) -> Item:
+    """The :class:`Item` for a ledger row (runs in workers)."""
+    if kind == ItemKind.FILE:
+        return Item(id, ItemKind.FILE, path=payload.decode())
+    value = pickle.loads(payload)
+    if isinstance(value, Item):
+        return value
+    if kind == ItemKind.GROUP:
+        fields, frame = value
+        return Item(id, ItemKind.GROUP, fields=fields, frame=frame)
+    return Item(id, ItemKind.RECORD, fields=value)
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part)
+    return h.hexdigest()
+
+
+def _record_key(record: dict[str, Any]) -> str:
+    return _digest(json.dumps(record, sort_keys=True, default=str).encode())
+
+
+def check_spec(spec: SourceSpec) -> None:
+    """Fail before anything runs when the whole input is unusable or the options contradict."""
+    if spec.buckets is not None and spec.buckets < 1:
+        raise UsageError(f"--buckets {spec.buckets}: must be a whole number >= 1")
+    if spec.buckets is not None and not spec.group_by:
+        raise UsageError("--buckets packs groups into batches; it needs --group-by COLUMNS")
+    if _is_glob(spec.input):
+        return
+    path = Path(spec.input)
+    if not path.exists():
+        raise InputError(f"input {spec.input!r} does not exist; pass a folder, a glob or a file")
+    if path.is_file() and path.suffix.lower() not in RECORD_SUFFIXES:
+        raise InputError(
+            f"input {spec.input!r} is a {path.suffix or 'suffix-less'} file; a single-file input "
+            f"must be {', '.join(RECORD_SUFFIXES)} (one item per row); to process files "
+            f"themselves pass their folder or a glob"
+        )
+    if spec.group_by and not path.is_file():
+        raise UsageError(
+            "--group-by splits a table; --input must be a .csv, .parquet or .jsonl file"
+        )
+    if spec.id_field and not path.is_file():
+        raise UsageError("--id-field names a column of a table; --input must be a table file")
+    if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
+        raise InputError(f"input folder {spec.input!r} is not readable")
+
+
+def read_source(spec: SourceSpec) -> Iterator[SourceItem]:
+    """Iterate the items of ``spec`` lazily (tables in batches, files one by one)."""
+    check_spec(spec)
+    if _is_glob(spec.input):
+        base = _glob_base(spec.input)
+        paths = (Path(p) for p in sorted(glob.glob(spec.input, recursive=True)))
+        yield from _files((p for p in paths if p.is_file()), base)
+        return
+    path = Path(spec.input)
+    if path.is_dir():
+        yield from _files(_walk(path), path)
+    elif spec.group_by:
+        yield from _groups(_read_frame(path), spec.group_by, spec.buckets, path)
+    else:
+        yield from _records(path, spec.id_field)
+
+
+def items_from_iterable(values: Iterable[Any], id_field: str | None = None) -> Iterator[SourceItem]:
+    """Items from Python values: :class:`Item` objects as they are, dicts as records, anything
+    else as a record ``{"value": x}``."""
+    for index, value in enumerate(values):
+        if isinstance(value, Item):
+            payload = pickle.dumps(value)
+            yield SourceItem(value.id, value.kind, _digest(payload), payload)
+            continue
+        record = value if isinstance(value, dict) else {"value": value}
+        yield _record_item(record, id_field, f"#{index}")
+
+
+def _is_glob(text: str) -> bool:
+    return glob.has_magic(text)
+
+
+def _glob_base(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    base: list[str] = []
+    for part in parts:
+        if glob.has_magic(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise_walk_error):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def _raise_walk_error(exc: OSError) -> None:
+    raise InputError(f"cannot list {exc.filename}: {exc.strerror}")
+
+
+def _files(paths: Iterable[Path], base: Path) -> Iterator[SourceItem]:
+    for path in paths:
+        item_id = path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
+        payload = str(path.resolve()).encode()
+        try:
+            h = hashlib.blake2b(digest_size=16)
+            with path.open("rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    h.update(chunk)
+        except OSError as exc:
+            error = f"cannot read {path}: {exc.strerror or exc}"
+            yield SourceItem(item_id, ItemKind.FILE, _digest(payload), payload, error)
+            continue
+        yield SourceItem(item_id, ItemKind.FILE, h.hexdigest(), payload)
+
+
+def _record_item(record: dict[str, Any], id_field: str | None, where: str) -> SourceItem:
+    payload = pickle.dumps(record)
+    key = _record_key(record)
+    if id_field is None:
+        return SourceItem(key[:16], ItemKind.RECORD, key, payload)
+    if id_field not in record or record[id_field] in (None, ""):
+        return SourceItem(
+            f"{where}",
+            ItemKind.RECORD,
+            key,
+            payload,
+            f"{where} has no value in --id-field {id_field!r}",
+        )
+    return SourceItem(str(record[id_field]), ItemKind.RECORD, key, payload)
+
+
+def _records(path: Path, id_field: str | None) -> Iterator[SourceItem]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        yield from _parquet_records(path, id_field)
+    elif suffix == ".csv":
+        yield from _csv_records(path, id_field)
+    else:
+        yield from _jsonl_records(path, id_field)
+
+
+def _jsonl_records(path: Path, id_field: str | None) -> Iterator[SourceItem]:
+    with _open_text(path) as fh:
+        for number, line in _numbered_lines(path, fh):
+            if not line.strip():
+                continue
+            where = f"line-{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raw = line.encode()
+                yield SourceItem(
+                    where,
+                    ItemKind.RECORD,
+                    _digest(raw),
+                    pickle.dumps({}),
+                    f"{path.name} line {number} is not valid JSON: {exc.msg} (column {exc.colno})",
+                )
+                continue
+            if not isinstance(record, dict):
+                yield SourceItem(
+                    where,
+                    ItemKind.RECORD,
+                    _digest(line.encode()),
+                    pickle.dumps({}),
+                    f"{path.name} line {number} is a JSON {type(record).__name__}, not an object",
+                )
+                continue
+            yield _record_item(record, id_field, where)
+
+
+def _csv_records(path: Path, id_field: str | None) -> Iterator[SourceItem]:
+    with _open_text(path, newline="") as fh:
+        reader = csv.reader(_decoded_lines(path, fh))
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"{path}: the header line is not valid CSV ({exc})") from None
+        if id_field and id_field not in header:
+            raise InputError(
+                f"--id-field {id_field!r} is not a column of {path.name}; "
+                f"columns: {', '.join(header)}"
+            )
+        while True:
+            number = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                where = f"line-{number}"
+                yield SourceItem(
+                    where,
+                    ItemKind.RECORD,
+                    _digest(where.encode()),
+                    pickle.dumps({}),
+                    f"{path.name} line {number} is not valid CSV: {exc}",
+                )
+                continue
+            if not row:
+                continue
+            where = f"line-{reader.line_num}"
+            if len(row) != len(header):
+                yield SourceItem(
+                    where,
+                    ItemKind.RECORD,
+                    _digest(repr(row).encode()),
+                    pickle.dumps({}),
+                    f"{path.name} line {reader.line_num} has {len(row)} fields, "
+                    f"the header has {len(header)}",
+                )
+                continue
+            yield _record_item(dict(zip(header, row, strict=True)), id_field, where)
+
+
+def _parquet_records(path: Path, id_field: str | None) -> Iterator[SourceItem]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path} is not a readable Parquet file ({exc})") from None
+    if id_field and id_field not in parquet.schema_arrow.names:
+        raise InputError(
+            f"--id-field {id_field!r} is not a column of {path.name}; "
+            f"columns: {', '.join(parquet.schema_arrow.names)}"
+        )
+    row = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=4096):
+            for record in batch.to_pylist():
+                row += 1
+                yield _record_item(record, id_field, f"row-{row}")
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path} is damaged after row {row} ({exc})") from None
+
+
+def _open_text(path: Path, newline: str | None = None) -> Any:
+    try:
+        return path.open("r", encoding="utf-8", newline=newline)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _numbered_lines(path: Path, fh: Any) -> Iterator[tuple[int, str]]:
+    return enumerate(_decoded_lines(path, fh), start=1)
+
+
+def _decoded_lines(path: Path, fh: Any) -> Iterator[str]:
+    number = 0
+    while True:
+        try:
+            line = fh.readline()
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{path} is not valid UTF-8 after line {number} ({exc.reason}); "
+                f"re-encode it as UTF-8"
+            ) from None
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not line:
+            return
+        number += 1
+        yield line
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        return pd.read_json(path, lines=True)
+    except Exception as exc:  # pandas raises many types for bad files; all mean "unreadable"
+        raise InputError(f"cannot read {path} as a table: {type(exc).__name__}: {exc}") from None
+
+
+def _groups(
+    frame: pd.DataFrame, columns: tuple[str, ...], buckets: int | None, path: Path
+) -> Iterator[SourceItem]:
+    import pandas as pd
+
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"--group-by column(s) {', '.join(missing)} not in {path.name}; "
+            f"columns: {', '.join(map(str, frame.columns))}"
+        )
+    grouped = frame.groupby(list(columns), sort=True, dropna=False)
+    if not buckets:
+        for values, group in grouped:
+            fields = dict(zip(columns, _as_tuple(values), strict=True))
+            item_id = "/".join(f"{c}={v}" for c, v in fields.items())
+            yield _group_item(item_id, fields, group.reset_index(drop=True))
+        return
+    packed: dict[int, list[pd.DataFrame]] = {}
+    for values, group in grouped:
+        item_id = "/".join(f"{c}={v}" for c, v in zip(columns, _as_tuple(values), strict=True))
+        bucket = int(hashlib.blake2b(item_id.encode(), digest_size=8).hexdigest(), 16) % buckets
+        packed.setdefault(bucket, []).append(group)
+    width = len(str(buckets - 1))
+    for bucket in sorted(packed):
+        frames = packed[bucket]
+        fields = {"bucket": bucket, "groups": len(frames)}
+        merged = pd.concat(frames).reset_index(drop=True)
+        yield _group_item(f"bucket-{bucket:0{width}d}", fields, merged)
+
+
+def _as_tuple(values: Any) -> tuple[Any, ...]:
+    return values if isinstance(values, tuple) else (values,)
+
+
+def _group_item(item_id: str, fields: dict[str, Any], frame: pd.DataFrame) -> SourceItem:
+    import pandas as pd
+
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    key = _digest(item_id.encode(), repr(list(frame.columns)).encode(), hashed)
+    fields = {k: (v.item() if hasattr(v, "item") else v) for k, v in fields.items()}
+    return SourceItem(item_id, ItemKind.GROUP, key, pickle.dumps((fields, frame)))

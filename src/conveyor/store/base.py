@@ -1,0 +1,128 @@
+"""The contract every ledger backend fulfils."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from conveyor.units import (
+    Claim,
+    ErrorInfo,
+    ItemRow,
+    Outcome,
+    RunInfo,
+    RunState,
+    StepStats,
+    UnitState,
+)
+
+#: A finished unit: its claim, its outcome, and the steps of the same item that take its output.
+Done = tuple[Claim, Outcome, Sequence[str]]
+#: A failed attempt: claim, outcome, the state it moves to (``failed`` or ``ready`` for a retry),
+#: the earliest retry time, and the steps to skip when the failure is final.
+Failed = tuple[Claim, Outcome, UnitState, float | None, Sequence[str]]
+#: A unit to insert: (item index, step, cache key, state, waiting count, error or None).
+UnitRow = tuple[int, str, str, UnitState, int, ErrorInfo | None]
+
+
+class Store(abc.ABC):
+    """A durable ledger of runs, items, units of work, attempts and results."""
+
+    location: str
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    # runs --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_run(
+        self,
+        run_id: str,
+        *,
+        pipeline: str,
+        pipeline_file: str | None,
+        source: str,
+        steps: Sequence[str],
+        options: dict[str, Any],
+    ) -> None:
+        """Record a new run in the ``running`` state."""
+
+    @abc.abstractmethod
+    def set_run_state(self, run_id: str, state: RunState, message: str | None = None) -> None:
+        """Move a run to ``state``; final states record the finish time."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str | None = None) -> RunInfo:
+        """A run by id or unique id prefix; the latest run when ``run_id`` is None."""
+
+    @abc.abstractmethod
+    def list_runs(self, limit: int = 20) -> list[RunInfo]:
+        """The most recent runs, newest first."""
+
+    # planning ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_items(
+        self, run_id: str, items: Sequence[tuple[int, str, str, str, bytes, str | None]]
+    ) -> int:
+        """Insert (index, id, kind, key, payload, error) rows; return how many were new (an id
+        seen before in this run is ignored)."""
+
+    @abc.abstractmethod
+    def add_units(self, run_id: str, units: Sequence[UnitRow]) -> None:
+        """Insert units of work in the given states."""
+
+    @abc.abstractmethod
+    def existing_results(self, keys: Sequence[str]) -> set[str]:
+        """Which of these cache keys already have a stored result."""
+
+    # execution ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def claim(
+        self, run_id: str, steps: Sequence[str], limit: int, *, owner: str, lease: float
+    ) -> list[Claim]:
+        """Lease up to ``limit`` ready units of ``steps`` to ``owner`` for ``lease`` seconds."""
+
+    @abc.abstractmethod
+    def load_items(self, run_id: str, idxs: Sequence[int]) -> dict[int, ItemRow]:
+        """The stored items at these indexes."""
+
+    @abc.abstractmethod
+    def load_inputs(
+        self, run_id: str, idxs: Sequence[int], steps: Sequence[str]
+    ) -> dict[tuple[int, str], bytes]:
+        """Stored results of ``steps`` for the items at ``idxs``, keyed by (index, step)."""
+
+    @abc.abstractmethod
+    def commit(self, run_id: str, done: Sequence[Done], failed: Sequence[Failed]) -> int:
+        """In one transaction: store results, mark units ``done`` and promote their dependents;
+        record failures (``failed`` with dependents skipped, or ``ready`` again for a retry not
+        before the given time). Every update is fenced by the unit's lease: return how many
+        outcomes were stale (lease lost) and ignored."""
+
+    @abc.abstractmethod
+    def release(self, run_id: str, owner: str) -> int:
+        """Hand units still leased to ``owner`` back to the queue (on interrupt)."""
+
+    @abc.abstractmethod
+    def unfinished(self, run_id: str) -> int:
+        """How many units of the run are not in a final state."""
+
+    @abc.abstractmethod
+    def next_retry_time(self, run_id: str) -> float | None:
+        """The earliest time a ready-but-delayed unit may be claimed."""
+
+    # reports -----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def step_stats(self, run_id: str, steps: Sequence[str]) -> list[StepStats]:
+        """Per-step counts by state, p50/p95 duration and throughput."""
+
+    @abc.abstractmethod
+    def failures(self, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Failed units with their item id, step and error."""
+
+    @abc.abstractmethod
+    def export_rows(self, run_id: str) -> Iterator[tuple[str, dict[str, tuple[str, bytes | None]]]]:
+        """Each item's id with, per step, its state and pickled result (None if it has none),
+        in source order, page by page."""

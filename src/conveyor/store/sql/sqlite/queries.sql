@@ -1,0 +1,133 @@
+-- Named queries of the SQLite store. Each section starts with "-- name: NAME".
+-- Lists are passed as one JSON array parameter and read with json_each.
+
+-- name: insert_run
+INSERT INTO runs (id, pipeline, pipeline_file, source, state, steps, options, created_at)
+VALUES (:id, :pipeline, :pipeline_file, :source, :state, :steps, :options, :created_at);
+
+-- name: set_run_state
+UPDATE runs SET state = :state, message = :message, finished_at = :finished_at WHERE id = :id;
+
+-- name: insert_item
+INSERT OR IGNORE INTO items (run_id, idx, item_id, kind, key, payload, error)
+VALUES (?, ?, ?, ?, ?, ?, ?);
+
+-- name: insert_unit
+INSERT INTO units (run_id, item_idx, step, key, state, waiting, finished_at, error_type,
+                   error_message)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: existing_results
+SELECT key FROM results WHERE key IN (SELECT value FROM json_each(:keys));
+
+-- name: claim
+UPDATE units
+SET state = 'running', fence = fence + 1, attempts = attempts + 1, lease_owner = :owner,
+    lease_expires = :expires, started_at = :now
+WHERE id IN (
+    SELECT id FROM units
+    WHERE run_id = :run_id AND state = 'ready'
+      AND step IN (SELECT value FROM json_each(:steps))
+      AND (not_before IS NULL OR not_before <= :now)
+    ORDER BY id LIMIT :limit
+)
+RETURNING id, item_idx, step, key, fence, attempts;
+
+-- name: load_items
+SELECT idx, item_id, kind, payload, error FROM items
+WHERE run_id = :run_id AND idx IN (SELECT value FROM json_each(:idxs));
+
+-- name: load_inputs
+SELECT u.item_idx, u.step, r.value
+FROM units u JOIN results r ON r.key = u.key
+WHERE u.run_id = :run_id
+  AND u.item_idx IN (SELECT value FROM json_each(:idxs))
+  AND u.step IN (SELECT value FROM json_each(:steps));
+
+-- name: insert_result
+INSERT INTO results (key, step, value, size, created_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, size = excluded.size,
+                                created_at = excluded.created_at;
+
+-- name: unit_done
+UPDATE units
+SET state = 'done', finished_at = ?, duration = ?, started_at = ?, lease_owner = NULL,
+    lease_expires = NULL, error_type = NULL, error_message = NULL, traceback = NULL
+WHERE id = ? AND fence = ? AND state = 'running';
+
+-- name: unit_failed
+UPDATE units
+SET state = :state, finished_at = :finished_at, duration = :duration, started_at = :started_at,
+    lease_owner = NULL, lease_expires = NULL, not_before = :not_before,
+    error_type = :error_type, error_message = :error_message, traceback = :traceback
+WHERE id = :id AND fence = :fence AND state = 'running';
+
+-- name: insert_attempt
+INSERT OR REPLACE INTO attempts (unit_id, attempt, started_at, duration, error_type,
+                                 error_message, traceback)
+VALUES (:id, :attempt, :started_at, :duration, :error_type, :error_message, :traceback);
+
+-- name: promote
+UPDATE units
+SET waiting = waiting - 1, state = CASE WHEN waiting = 1 THEN 'ready' ELSE state END
+WHERE run_id = ? AND item_idx = ? AND step = ? AND state = 'pending';
+
+-- name: skip
+UPDATE units
+SET state = 'skipped', finished_at = :now, error_type = 'Skipped',
+    error_message = :message
+WHERE run_id = :run_id AND item_idx = :item_idx AND state IN ('pending', 'ready')
+  AND step IN (SELECT value FROM json_each(:steps));
+
+-- name: release_running
+UPDATE units SET state = 'ready', lease_owner = NULL, lease_expires = NULL
+WHERE run_id = :run_id AND state = 'running' AND lease_owner = :owner;
+
+-- name: get_run
+SELECT id, pipeline, pipeline_file, source, state, steps, created_at, finished_at, message
+FROM runs WHERE id = :id;
+
+-- name: latest_run
+SELECT id FROM runs ORDER BY created_at DESC LIMIT 1;
+
+-- name: find_runs
+SELECT id FROM runs WHERE id LIKE :prefix || '%' ORDER BY created_at DESC LIMIT 2;
+
+-- name: list_runs
+SELECT id, pipeline, pipeline_file, source, state, steps, created_at, finished_at, message
+FROM runs ORDER BY created_at DESC LIMIT :limit;
+
+-- name: state_counts
+SELECT step, state, count(*) FROM units WHERE run_id = :run_id GROUP BY step, state;
+
+-- name: step_timing
+SELECT count(duration), min(started_at), max(finished_at) FROM units
+WHERE run_id = :run_id AND step = :step AND state = 'done';
+
+-- name: step_duration_at
+SELECT duration FROM units
+WHERE run_id = :run_id AND step = :step AND state = 'done'
+ORDER BY duration LIMIT 1 OFFSET :offset;
+
+-- name: unfinished_count
+SELECT count(*) FROM units WHERE run_id = :run_id AND state IN ('pending', 'ready', 'running');
+
+-- name: next_not_before
+SELECT min(not_before) FROM units WHERE run_id = :run_id AND state = 'ready';
+
+-- name: failures
+SELECT i.item_id, u.step, u.state, u.attempts, u.error_type, u.error_message, u.traceback
+FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
+WHERE u.run_id = :run_id AND u.state = 'failed'
+ORDER BY u.id LIMIT :limit;
+
+-- name: export_page
+SELECT i.idx, i.item_id, u.step, u.state, r.value
+FROM items i
+JOIN units u ON u.run_id = i.run_id AND u.item_idx = i.idx
+LEFT JOIN results r ON r.key = u.key AND u.state IN ('done', 'cached')
+WHERE i.run_id = :run_id AND i.idx > :after AND i.idx <= :after + :page
+ORDER BY i.idx;
+
+-- name: max_item_idx
+SELECT max(idx) FROM items WHERE run_id = :run_id;

@@ -1,0 +1,125 @@
+"""Values that travel between the layers: run and unit states, claimed work, and outcomes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class UnitState(enum.StrEnum):
+    """Where a unit of work (one item, one step) stands."""
+
+    PENDING = "pending"  # waiting for upstream units
+    READY = "ready"  # may be claimed
+    RUNNING = "running"  # leased to a worker
+    DONE = "done"
+    CACHED = "cached"  # its result already existed under its cache key
+    FAILED = "failed"
+    SKIPPED = "skipped"  # an upstream unit failed
+
+    @property
+    def final(self) -> bool:
+        """Whether the unit will not change state again in this run."""
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({UnitState.DONE, UnitState.CACHED, UnitState.FAILED, UnitState.SKIPPED})
+
+
+class RunState(enum.StrEnum):
+    """Where a run stands."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"  # the run itself could not go on (bad input, store error)
+    INTERRUPTED = "interrupted"
+
+
+# The values that cross process boundaries on every unit are NamedTuples: they pickle as plain
+# tuples, several times faster than dataclasses, which matters at thousands of units a second.
+
+
+class ErrorInfo(NamedTuple):
+    """A failure as recorded in the ledger."""
+
+    type: str
+    message: str
+    traceback: str
+
+
+class Claim(NamedTuple):
+    """A unit leased to this coordinator: run it, then commit under ``fence``."""
+
+    unit_id: int
+    item_idx: int
+    step: str
+    key: str
+    fence: int
+    attempt: int
+
+
+class ItemRow(NamedTuple):
+    """An item as stored: enough to rebuild it, or the reason it could not be read."""
+
+    idx: int
+    item_id: str
+    kind: str
+    payload: bytes
+    error: str | None
+
+
+class UnitWork(NamedTuple):
+    """What a worker needs to run one unit."""
+
+    unit_id: int
+    fence: int
+    item: ItemRow | None
+    inputs: dict[str, bytes]
+
+
+class Task(NamedTuple):
+    """Units of one step sent to a worker together (one call per unit, or one batched call)."""
+
+    task_id: int
+    step: str
+    units: tuple[UnitWork, ...]
+
+
+class Outcome(NamedTuple):
+    """How one unit ended in a worker: a pickled value, or an error."""
+
+    unit_id: int
+    fence: int
+    value: bytes | None
+    error: ErrorInfo | None
+    started_at: float
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepStats:
+    """Counts and timings of one step in one run."""
+
+    step: str
+    total: int
+    counts: dict[str, int]
+    p50: float | None
+    p95: float | None
+    rate: float | None  # units per second while the step was running
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A run as the ledger records it."""
+
+    id: str
+    pipeline: str
+    pipeline_file: str | None
+    source: str
+    state: RunState
+    steps: tuple[str, ...]
+    created_at: float
+    finished_at: float | None
+    message: str | None

@@ -1,0 +1,189 @@
+"""What runs inside a worker: rebuild inputs, build resources once, call the step, capture errors.
+
+The same :class:`Runtime` serves process workers, thread pools and the inline executor, so there
+is one code path for running a unit whatever executes it."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from conveyor.dag import Graph
+from conveyor.errors import InputError
+from conveyor.sources import rebuild_item
+from conveyor.step import ITEM
+from conveyor.units import ErrorInfo, Outcome, Task, UnitWork
+
+
+class ResourceFailed(Exception):
+    """A resource could not be built in this worker; the cause is chained."""
+
+
+class Runtime:
+    """Runs tasks of one pipeline graph; resources are built on first use and kept."""
+
+    def __init__(self, graph: Graph, resources: dict[str, Callable[..., Any]]) -> None:
+        self._graph = graph
+        self._factories = resources
+        self._built: dict[str, Any] = {}
+        self._failed: dict[str, BaseException] = {}
+        self._lock = threading.RLock()
+
+    def resource(self, name: str) -> Any:
+        """The resource ``name``, built (with the resources it takes) the first time it is asked."""
+        if name in self._built:
+            return self._built[name]
+        with self._lock:
+            if name in self._built:
+                return self._built[name]
+            if name in self._failed:
+                raise ResourceFailed(f"resource {name!r} failed to build in this worker") from (
+                    self._failed[name]
+                )
+            factory = self._factories[name]
+            try:
+                kwargs = {p: self.resource(p) for p in _resource_params(factory, self._factories)}
+                value = factory(**kwargs)
+            except ResourceFailed:
+                raise
+            except Exception as exc:
+                self._failed[name] = exc
+                raise ResourceFailed(f"resource {name!r} failed to build: {exc}") from exc
+            self._built[name] = value
+            return value
+
+    def run_task(self, task: Task) -> list[Outcome]:
+        """Run every unit of ``task`` and return one outcome per unit; never raises."""
+        node = self._graph.nodes[task.step]
+        if node.step.options.batch_size:
+            return self._run_batch(task)
+        return [self._run_one(task.step, unit) for unit in task.units]
+
+    def _run_one(self, step_name: str, unit: UnitWork) -> Outcome:
+        step = self._graph.nodes[step_name].step
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            kwargs = self._arguments(step_name, unit)
+            value = step.fn(**kwargs)
+            payload = _dumps(step_name, value)
+        except Exception as exc:
+            return Outcome(
+                unit.unit_id, unit.fence, None, error_info(exc), started, time.perf_counter() - t0
+            )
+        return Outcome(unit.unit_id, unit.fence, payload, None, started, time.perf_counter() - t0)
+
+    def _run_batch(self, task: Task) -> list[Outcome]:
+        node = self._graph.nodes[task.step]
+        started = time.time()
+        t0 = time.perf_counter()
+        # Units whose inputs cannot be built fail alone; the rest run as one batch.
+        good: list[UnitWork] = []
+        columns: dict[str, list[Any]] = {}
+        outcomes: dict[int, Outcome] = {}
+        for unit in task.units:
+            try:
+                kwargs = self._arguments(task.step, unit, with_resources=False)
+            except Exception as exc:
+                outcomes[unit.unit_id] = Outcome(
+                    unit.unit_id,
+                    unit.fence,
+                    None,
+                    error_info(exc),
+                    started,
+                    time.perf_counter() - t0,
+                )
+                continue
+            good.append(unit)
+            for name, value in kwargs.items():
+                columns.setdefault(name, []).append(value)
+        if good:
+            try:
+                call = dict(columns)
+                for name in node.resources:
+                    call[name] = self.resource(name)
+                values = node.step.fn(**call)
+                if not isinstance(values, Sequence) or isinstance(values, str | bytes):
+                    raise TypeError(
+                        f"batched step {task.step!r} must return a list with one value per input; "
+                        f"it returned {type(values).__name__}"
+                    )
+                if len(values) != len(good):
+                    raise ValueError(
+                        f"batched step {task.step!r} returned {len(values)} values for "
+                        f"{len(good)} inputs; return exactly one value per input, in order"
+                    )
+                share = (time.perf_counter() - t0) / len(good)
+                for unit, value in zip(good, values, strict=True):
+                    try:
+                        outcomes[unit.unit_id] = Outcome(
+                            unit.unit_id, unit.fence, _dumps(task.step, value), None, started, share
+                        )
+                    except Exception as exc:
+                        outcomes[unit.unit_id] = Outcome(
+                            unit.unit_id, unit.fence, None, error_info(exc), started, share
+                        )
+            except Exception as exc:
+                share = (time.perf_counter() - t0) / len(good)
+                info = error_info(exc)
+                for unit in good:
+                    outcomes[unit.unit_id] = Outcome(
+                        unit.unit_id, unit.fence, None, info, started, share
+                    )
+        return [outcomes[unit.unit_id] for unit in task.units]
+
+    def _arguments(
+        self, step_name: str, unit: UnitWork, with_resources: bool = True
+    ) -> dict[str, Any]:
+        node = self._graph.nodes[step_name]
+        kwargs: dict[str, Any] = {}
+        if node.uses_item:
+            row = unit.item
+            if row is None:
+                raise InputError(f"step {step_name!r}: the item of unit {unit.unit_id} is missing")
+            if row.error:
+                raise InputError(row.error)
+            kwargs[ITEM] = rebuild_item(row.kind, row.item_id, row.payload)
+        for name in node.upstream:
+            kwargs[name] = pickle.loads(unit.inputs[name])
+        if with_resources:
+            for name in node.resources:
+                kwargs[name] = self.resource(name)
+        return kwargs
+
+
+def _resource_params(
+    factory: Callable[..., Any], known: dict[str, Callable[..., Any]]
+) -> list[str]:
+    import inspect
+
+    return [p for p in inspect.signature(factory).parameters if p in known]
+
+
+def _dumps(step: str, value: Any) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise TypeError(
+            f"step {step!r} returned a {type(value).__name__} that cannot be stored ({exc}); "
+            f"return plain data (str, numbers, lists, dicts, arrays)"
+        ) from exc
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """The exception's type, message and traceback, without Conveyor's own frames on top."""
+    cls = type(exc)
+    name = (
+        cls.__qualname__
+        if cls.__module__ in ("builtins", "__main__")
+        else (f"{cls.__module__}.{cls.__qualname__}")
+    )
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(cls, exc, tb))
+    return ErrorInfo(name, str(exc), text)
