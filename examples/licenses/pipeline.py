@@ -9,6 +9,7 @@ Every item is one licence text (``prepare.py`` writes the 708 SPDX texts bundled
 * ``warranty_disclaimer`` - whether the work is provided "as is",
 * ``jurisdiction`` - governing law or venue named by the licence,
 * ``public_domain`` - whether the text dedicates the work to the public domain,
+* ``english`` - whether the text is English (the only language the heuristics read),
 * ``readability`` - word/sentence counts and the Flesch reading-ease score,
 * ``tone`` - mean VADER sentiment of its sentences (a batched step using a shared model),
 * ``summary`` - licence family, risk for closed-source commercial use, one-line summary.
@@ -43,7 +44,9 @@ pipe = cv.Pipeline("licenses")
 # and run on the lower-cased text; a few that depend on capitalisation (defined terms such as
 # "Corresponding Source") run on the original text.
 
-_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "\u00a0": " "})
+_QUOTES = str.maketrans(
+    {"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'", "\u00a0": " "}
+)
 _WS = re.compile(r"\s+")
 
 
@@ -104,7 +107,7 @@ def _expand(pattern: str) -> list[str]:
         elif c == ")" and pattern[i - 1] != "\\":
             depth -= 1
             if depth == 0:
-                rest = pattern[i + 1:]
+                rest = pattern[i + 1 :]
                 if rest[:1] in ("?", "*", "+", "{"):
                     return [pattern]  # optional group: no common literal to expand
                 return [alt + rest for alt in _split_top(pattern[3:i])]
@@ -148,8 +151,8 @@ OBLIGATION_RULES: dict[str, Rule] = {
     "retain copyright notice": rule(
         r"(?:retain|reproduce|keep intact|preserve|duplicate|include)\b.{0,300}?"
         r"copyright (?:notices?|statements?)",
-        r"copyright notices?\b.{0,200}?(?:appears?|retained|reproduced|preserved|included|remains?"
-        r"|kept|intact)\b",
+        r"copyright (?:and [\w-]+ )?notices?\b.{0,200}?(?:appears?|retained|reproduced|preserved"
+        r"|included|remains?|kept|intact|duplicated|unaltered)\b",
         r"notices? of copyright\b.{0,300}?(?:retained|reproduced|preserved|included)",
         r"not (?:remove|alter|obscure|delete|modify)\b.{0,80}?(?:copyright|notices)\b",
         r"appropriate copyright notice",
@@ -157,6 +160,11 @@ OBLIGATION_RULES: dict[str, Rule] = {
         r"(?:above|existing|all|these|the) notices (?:are|be|is) (?:retained|preserved|reproduced"
         r"|kept)",
         r"pre-existing intellectual property disclaimers, notices",
+        r"(?:retain|reproduce|keep|include|preserve)\w*\b.{0,60}?notices of copyright",
+        r"(?:reproduce|retain|include)\w*\b.{0,60}?copyright (?:designation|text|line|statement)",
+        r"copyright (?:text|designation|line|statement)s?\b.{0,40}?(?:is|are|be) (?:included"
+        r"|retained|reproduced|preserved)",
+        r"above copyright (?:is|are|be) retained",
     ),
     "include licence text": rule(
         rf"(?:give|include|accompan\w*|provide|deliver|supply|obtain|along with|receive)\b"
@@ -169,10 +177,23 @@ OBLIGATION_RULES: dict[str, Rule] = {
         rf"(?:text|terms) of this {_L} (?:must|shall) (?:be )?(?:included|accompany)",
         r"full text of (?:this|the)\b",
         r"includes? this licen[cs]e text",
-        r"this (?:notice|licen[cs]e|licen[cs]e text) (?:is|be|are|shall be|must be) (?:included"
-        r"|retained|reproduced|preserved|kept)",
+        r"this (?:notice|instrument|licen[cs]e|licen[cs]e text) (?:is|be|are|shall be|must be) "
+        r"(?:included|retained|reproduced|preserved|kept)",
         r"these terms\b.{0,60}?(?:are|be) (?:retained|reproduced|included)",
+        r"(?:retain|reproduce|keep|include|preserve)\w* (?:this|these) (?:notice|instrument|terms"
+        r"|licen[cs]e)\b",
+        r"(?:this (?:notice|instrument|licen[cs]e)|licen[cs]e agreement) (?:is|are|be) (?:retained"
+        r"|included|reproduced|preserved)",
         r"this paragraph\b.{0,80}?appears? in all copies",
+        r"(?:this|these|entire) (?:notice|legend|licen[cs]e)s?\b[^.]{0,60}?(?:is|are|be) (?:not "
+        r"removed|left intact|kept intact|included|retained|reproduced|preserved)",
+        r"this (?:entire )?notice(?: and [\w ]{0,30}?)? appears? in all copies",
+        r"(?:notice|legend)s? (?:must|shall) (?:be )?(?:left|remain|kept) intact",
+        r"(?:notice|legend)s? (?:is|are) left intact",
+        r"gets? (?:the text of|a copy of|copies of) (?:this|these) (?:licen[cs]e|terms)",
+        r"must (?:prominently )?(?:display|reproduce) this\b.{0,40}?(?:text|licen[cs]e)",
+        r"include this file in its unmodified form",
+        rf"(?:make|makes|making) available the text of this {_L}",
     ),
     "state changes": rule(
         r"stating (?:that|how|when|the)\b.{0,40}?(?:chang|modif|alter)",
@@ -185,21 +206,28 @@ OBLIGATION_RULES: dict[str, Rule] = {
         r"notice in each of your modifications",
         r"prominent notices?\b.{0,60}?(?:chang|modif|alter)",
         r"notice of any changes",
+        r"(?:changes|modifications|modified versions?|derived works?)\b.{0,60}?(?:must|shall) be "
+        r"(?:explicitly |clearly |plainly |prominently )?(?:stated|marked|indicated|identified"
+        r"|documented|presented as such)",
+        r"(?:clearly|plainly) presented as such",
         r"summary of the changes",
         r"notice that the (?:code|software|file|work|program) (?:was|has been) (?:modified|changed"
         r"|altered)",
-        r"(?:clearly|plainly|prominently) (?:mark|identif|indicat)\w*\b.{0,40}?(?:modif|chang|alter)",
+        r"(?:clearly|plainly|prominently) (?:mark|identif|indicat)\w*\b.{0,40}?"
+        r"(?:modif|chang|alter)",
     ),
     "disclose source": rule(
         r"must (?:also )?be made available (?:in|as) source",
         r"accompany (?:it|them|the \w+) with the complete corresponding machine-readable source",
         r"information on how to obtain (?:the )?(?:complete )?source code",
-        r"source code(?: (?!must|shall)\S+){0,5} (?:must|shall) (?:also |likewise )?(?:either )?be "
-        r"(?:made )?(?:freely |publicly )?(?:available|distributed|provided|included|released"
-        r"|published)\b",
+        r"source code(?: (?!must|shall)[^\s.]+){0,5} (?:must|shall) (?:also |likewise )?"
+        r"(?:either )?be (?:made )?(?:freely |publicly )?(?:available|distributed|provided|included"
+        r"|released|published)\b",
         r"(?:you|licensee|recipient) (?:must|shall|agrees? to) (?:also )?(?:make|provide|publish"
-        r"|release|distribute)\b.{0,60}?source code",
+        r"|release|distribute)\b(?: (?!notice)[^\s.]+){0,8}? source code",
         r"must provide recipients the source code",
+        r"means to obtain\b.{0,40}?sources?\b",
+        r"publish all (?:its |the )?source code",
         exact=(r"Corresponding Source", r"Service Source Code"),
     ),
     "same licence": rule(
@@ -209,16 +237,17 @@ OBLIGATION_RULES: dict[str, Rule] = {
         rf"licensed as a whole\b.{{0,60}}?under the terms of this {_L}",
         r"license the entire work",
         rf"to be licensed\b.{{0,80}}?under the terms of this {_L}",
-        rf"(?:distribut|convey|releas|licens)\w*\b.{{0,80}}?only under the terms of this {_L}",
         r"share[- ]?alike",
         r"same licen[cs]e elements",
         r"(?:under|with) the same (?:or (?:a )?(?:similar|compatible) )?licen[cs]e\b",
         r"must\b.{0,40}?under the same terms",
         r"which licen[cs]e will govern that file",
-        r"treat any external deployment",
-        rf"shall be licensed under this\b.{{0,40}}?{_L}",
+        rf"(?:derivative works?|modifications?|copies)\b.{{0,60}}?shall be licensed under "
+        rf"(?:this|the)\b.{{0,40}}?{_L}",
+        r"on terms as permissive as this licen[cs]e",
         r"under the terms of this licen[cs]e or of a later version",
         r"under the terms of a permission notice identical to this one",
+        r"available under this licen[cs]e or another licen[cs]e that allows everything",
     ),
     "attribution": rule(
         r"(?:must|shall|agree to|required to|will) (?:also )?(?:give|provide|include|display"
@@ -227,10 +256,19 @@ OBLIGATION_RULES: dict[str, Rule] = {
         r"identification of the creator",
         r"attribution (?:notice|requirements?) (?:must|shall)",
         r"must acknowledge",
+        r"acknowledge the source",
+        r"attribution statement",
+        r"based in part on the work of",
+        r"this product includes",
+        r"acknowledge that the software was developed",
+        r"identified as \"?derived from",
+        r"as attribution\b",
+        r"source note",
+        r"identification of the (?:creator|author)",
         exact=(r"NOTICE file", r"Attribution Notice"),
     ),
     "advertising acknowledgement": rule(
-        r"advertising materials\b.{0,160}?(?:acknowledge?ment|must display)",
+        r"advertising materials\b.{0,160}?(?:acknowledge?ment|must display|acknowledge\b)",
     ),
     "network use is distribution": rule(
         r"interacting with it remotely through a computer network",
@@ -238,6 +276,7 @@ OBLIGATION_RULES: dict[str, Rule] = {
         r"source",
         r"means to deliver\b.{0,80}?by means of a computer network",
         r"providing access to its essential functionalities",
+        r"software you (?:develop|make), (?:operate|deploy)",
         exact=(r"External Deployment",),
     ),
     "no endorsement": rule(
@@ -267,6 +306,8 @@ OBLIGATION_RULES: dict[str, Rule] = {
         r"must not be misrepresented as being the original",
         r"(?:change|rename) the name of (?:the|your|any) (?:modified|derived)",
         r"by a name other than",
+        r"unless the (?:file ?)?name is changed",
+        r"under the original name",
         exact=(r"Reserved Font Names?",),
     ),
     "non-commercial only": rule(
@@ -283,6 +324,7 @@ OBLIGATION_RULES: dict[str, Rule] = {
         r"(?:may|must|shall) not (?:modify|alter|transform|adapt|translate)\b"
         r"(?! (?:this|the) (?:text|terms|licen|agreement))(?!.{0,60}?notice)",
         r"no derivative works? (?:may|shall|are)",
+        r"no changes whatsoever",
         r"not (?:to )?(?:create|make|produce|prepare) (?:any )?derivative works",
         exact=(r"NoDeriv(?:ative)?s",),
     ),
@@ -348,17 +390,24 @@ _PATENT_GRANT = _rx(
     r"\b.{0,200}?to (?:make|use|sell|practi[cs]e)\b",
     r"licen[cs]e under\b.{0,120}?patents?",
     r"patent (?:rights|claims)\b.{0,80}?(?:hereby )?(?:granted|licensed)\b",
+    r"licen[cs]es you to do everything\b.{0,120}?patent",
+    r"patent claims?\b[^.]{0,40}?can licen[cs]e",
+    r"including under all\b[^.]{0,40}?patent",
 )
 _PATENT_NEGATION = _rx(
-    r"(?:no|not|nothing|neither|without|except)\b[^.]{0,60}?patent",
-    r"patent\w*\b[^.]{0,60}?(?:not|no longer) (?:licensed|granted|included)\b",
-    r"does not\b[^.]{0,80}?licen[cs]e\b",
+    r"no (?:trademark or |trademark and )?patent (?:or trademark )?(?:rights|licen[cs]es?)\b",
+    r"(?:not|no)\b[^.]{0,30}?(?:grant|licen[cs]e|waive|convey)\w*\b[^.]{0,60}?patent",
+    r"patent\w*\b[^.]{0,60}?(?:are|is|be) not (?:licensed|granted|waived|included|conveyed)",
+    r"nothing in this\b[^.]{0,80}?patent",
 )
 _PATENT_RETALIATION = _rx(
     r"(?:institut|initiat|commenc|bring|brought|fil|assert)\w*\b.{0,250}?patent\b.{0,800}?"
-    r"(?:terminat|revok|cease)",
+    r"(?:terminat|revok|cease|ends?\b)",
     r"may not initiate litigation\b.{0,120}?patent",
     r"patent (?:infringement )?(?:litigation|claim|action|lawsuit)\b.{0,300}?(?:terminat|revok)",
+    r"terminat\w*\b.{0,200}?(?:commence|institute|initiate|file|bring)\w*\b.{0,200}?patent",
+    r"(?:make|makes|making) any (?:written |legal )?claim\b.{0,200}?patent\b.{0,200}?(?:ends?"
+    r"|terminat)",
 )
 _WARRANTY = _rx(
     r"as[ -]is\b",
@@ -422,6 +471,28 @@ def is_public_domain(text: str) -> bool:
     return _found(_PUBLIC_DOMAIN, low) and not _found(_NOT_PUBLIC_DOMAIN, low)
 
 
+_LETTER_WORD = re.compile(r"[^\W\d_]+")
+_ENGLISH_FUNCTION_WORDS = frozenset(
+    {
+        *("the", "of", "and", "to", "a", "in", "or", "any", "this", "is", "for", "be", "that"),
+        *("by", "with", "as", "you", "not", "on", "are", "from", "such", "shall", "may", "it"),
+        *("under", "all", "other", "its", "an", "if", "no", "at"),
+    }
+)
+
+
+def looks_english(text: str) -> bool:
+    """True when at least 10% of the words are common English function words.
+
+    English licences score 0.17-0.45; French, German, Dutch and Japanese texts score below 0.07.
+    """
+    words = _LETTER_WORD.findall(prepared(text)[1])
+    if not words:
+        return False
+    common = sum(1 for w in words if w in _ENGLISH_FUNCTION_WORDS)
+    return common / len(words) >= 0.10
+
+
 # --------------------------------------------------------------------------------------------
 # Jurisdiction
 # --------------------------------------------------------------------------------------------
@@ -442,10 +513,18 @@ _VENUE = _rx(
 )
 _CONNECTORS = frozenset({"of", "the", "and", "de", "du", "da", "del", "der", "von", "van"})
 _PLACE_NOUNS = frozenset({"province", "state", "commonwealth", "republic", "kingdom", "canton"})
-_RELATIVE = frozenset({"where", "in", "which", "that", "specified", "country", "jurisdiction",
-                       "member", "state", "designated"})
-_GENERIC = frozenset({"state", "country", "jurisdiction", "governing jurisdiction", "licensor",
-                      "united states", "federal", "courts", "the", "court"})
+_RELATIVE = frozenset(
+    {
+        *("where", "in", "which", "that", "specified", "country", "jurisdiction"),
+        *("member", "state", "designated"),
+    }
+)
+_GENERIC = frozenset(
+    {
+        *("state", "country", "jurisdiction", "governing jurisdiction", "licensor"),
+        *("united states", "federal", "courts", "the", "court"),
+    }
+)
 _TOKEN = re.compile(r"[^\s,;:()\[\]<>]+|[,;:()\[\]<>]")
 _ABBREVIATION = re.compile(r"^(?:[A-Z]\.){2,}$")
 
@@ -470,12 +549,15 @@ def _place_name(after: str) -> str | None:
                 i += 1
                 continue
             break
-        if word[:1].isupper() or word.lower() in _CONNECTORS or (
-            word.lower() in _PLACE_NOUNS and (not name or name[-1].lower() == "the")
+        if (
+            word[:1].isupper()
+            or word.lower() in _CONNECTORS
+            or (word.lower() in _PLACE_NOUNS and (not name or name[-1].lower() == "the"))
         ):
             name.append(tok if _ABBREVIATION.match(tok) else word)
             i += 1
             if ends_sentence:
+                i = len(tokens)  # nothing "follows" the name within its sentence
                 break
             continue
         break
@@ -524,8 +606,10 @@ def find_jurisdiction(text: str) -> str | None:
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
 _SENTENCE_END = re.compile(r"(?<=[A-Za-z0-9)\"'])[.!?]+(?=\s|$)")
 _ABBREVIATIONS = frozenset(
-    {"e.g", "i.e", "etc", "inc", "co", "corp", "ltd", "no", "mr", "mrs", "dr", "vs", "v", "sec",
-     "cf", "st", "u.s", "u.s.a", "art", "para", "al"}
+    {
+        *("e.g", "i.e", "etc", "inc", "co", "corp", "ltd", "no", "mr", "mrs", "dr", "vs", "v"),
+        *("sec", "cf", "st", "u.s", "u.s.a", "art", "para", "al"),
+    }
 )
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _VOWEL_GROUPS = re.compile(r"[aeiouy]+")
@@ -545,8 +629,11 @@ def count_syllables(word: str) -> int:
         groups -= 1  # silent final e: "licence", "use", "made"
     elif w.endswith("le") and len(w) > 2 and w[-3] not in "aeiouy" and groups == 1:
         groups += 1  # "able"-like endings on short words
-    if w.endswith(("es", "ed")) and not w.endswith(("ted", "ded", "ses", "zes", "ces", "ges",
-                                                    "xes", "shes", "ches", "ies")) and groups > 1:
+    if (
+        w.endswith(("es", "ed"))
+        and not w.endswith(("ted", "ded", "ses", "zes", "ces", "ges", "xes", "shes", "ches", "ies"))
+        and groups > 1
+    ):
         groups -= 1  # "granted" keeps it, "licensed", "makes" drop it
     groups += len(re.findall(r"[^aeiouy]ia|io(?!us|n)|eo|ua|uo", w))
     return max(1, groups)
@@ -560,11 +647,11 @@ def count_sentences(text: str) -> int:
             continue
         ends = 0
         for m in _SENTENCE_END.finditer(para):
-            before = para[max(0, m.start() - 6):m.start()].split()
+            before = para[max(0, m.start() - 6) : m.start()].split()
             last = before[-1].lower().lstrip("(\"'") if before else ""
             if last not in _ABBREVIATIONS:
                 ends += 1
-        tail = para[_last_end(para):]
+        tail = para[_last_end(para) :]
         total += ends + (1 if _WORD.search(tail) else 0)
     return max(1, total)
 
@@ -583,9 +670,10 @@ def readability_stats(text: str) -> dict[str, Any]:
     Flesch reading ease = 206.835 - 1.015 * words/sentence - 84.6 * syllables/word; below 30 is
     "very difficult" (typical of legal text), 60-70 is plain English.
     """
-    words = _WORD.findall(text.translate(_QUOTES))
+    text = text.translate(_QUOTES)
+    words = _WORD.findall(text)
     n_words = len(words)
-    n_sentences = count_sentences(text.translate(_QUOTES))
+    n_sentences = count_sentences(text)
     if n_words == 0:
         return {"words": 0, "sentences": 0, "flesch_reading_ease": 0.0}
     syllables = sum(count_syllables(w) for w in words)
@@ -624,75 +712,106 @@ _RISK_BY_FAMILY = {
     "strong copyleft": "high",
     "network copyleft": "high",
     "source-available": "high",
+    "unclassified": "medium",
 }
-_SHARING_CONDITIONS = frozenset(
-    {"retain copyright notice", "include licence text", "state changes", "disclose source",
-     "same licence", "attribution", "advertising acknowledgement", "network use is distribution",
-     "rename modified versions", "provide installation information"}
-)
+#: Longest text (in words) that may be called public-domain-like just because no condition was
+#: recognised; longer texts without recognised conditions are more likely out of the
+#: heuristics' reach (e.g. written in French or German) and are reported as "unclassified".
+SHORT_LICENCE_WORDS = 400
 
 
-def licence_family(copyleft_kind: str, labels: Iterable[str], dedicated: bool) -> str:
-    """Name the licence family from its copyleft kind, obligations and dedication."""
+def licence_family(
+    copyleft_kind: str,
+    labels: Iterable[str],
+    dedicated: bool,
+    words: int = 0,
+    english: bool = True,
+) -> str:
+    """Name the licence family from its copyleft kind, obligations, dedication and length.
+
+    One of "source-available" (use restrictions such as non-commercial only), "network
+    copyleft", "strong copyleft", "weak copyleft", "public-domain-like", "permissive" or
+    "unclassified".
+    """
     found = set(labels)
     if found & USE_RESTRICTIONS:
         return "source-available"
     if copyleft_kind in _FAMILY_BY_COPYLEFT:
         return _FAMILY_BY_COPYLEFT[copyleft_kind]
-    if dedicated or not found & _SHARING_CONDITIONS:
+    if dedicated:
         return "public-domain-like"
-    return "permissive"
+    if found:
+        return "permissive"
+    short = words <= SHORT_LICENCE_WORDS
+    return "public-domain-like" if short and english else "unclassified"
 
 
 def reading_level(flesch: float) -> str:
     """Translate a Flesch reading-ease score into words."""
-    for threshold, label in ((30, "very difficult"), (50, "difficult"), (60, "fairly difficult"),
-                             (70, "plain English")):
+    for threshold, label in (
+        (30, "very difficult"),
+        (50, "difficult"),
+        (60, "fairly difficult"),
+        (70, "plain English"),
+    ):
         if flesch < threshold:
             return label
     return "easy"
 
 
+def tone_label(sentiment: float) -> str:
+    """VADER's usual thresholds: >= 0.05 positive, <= -0.05 negative, else neutral."""
+    if sentiment >= 0.05:
+        return "positive"
+    return "negative" if sentiment <= -0.05 else "neutral"
+
+
 def build_summary(
-    labels: list[str],
-    copyleft_kind: str,
-    patents: dict[str, bool],
-    disclaimer: bool,
-    law: str | None,
-    stats: dict[str, Any],
-    sentiment: float,
-    dedicated: bool,
+    *,
+    obligations: list[str],
+    copyleft: str,
+    patent_grant: dict[str, bool],
+    warranty_disclaimer: bool,
+    jurisdiction: str | None,
+    public_domain: bool,
+    english: bool,
+    readability: dict[str, Any],
+    tone: float,
 ) -> dict[str, Any]:
-    """Combine the datapoints into family, risk and a one-line human summary."""
-    family = licence_family(copyleft_kind, labels, dedicated)
+    """Combine the datapoints (named like the steps) into family, risk and a one-line summary."""
+    words = int(readability.get("words", 0))
+    family = licence_family(copyleft, obligations, public_domain, words, english)
     risk = _RISK_BY_FAMILY[family]
-    if family == "permissive" and "advertising acknowledgement" in labels:
-        risk = "medium"  # GPL-incompatible, easy to overlook in binaries and marketing
-    restrictions = [x for x in labels if x in USE_RESTRICTIONS]
-    duties = [x for x in labels if x in _SHARING_CONDITIONS]
-    parts = [family.capitalize()]
+    if family == "permissive" and "advertising acknowledgement" in obligations:
+        risk = "medium"  # incompatible with the GPL, easy to overlook in binaries and marketing
+    restrictions = [x for x in obligations if x in USE_RESTRICTIONS]
+    conditions = [x for x in obligations if x not in USE_RESTRICTIONS]
+    parts = [f"{family.capitalize()} licence"]
     if restrictions:
         parts.append("restricted: " + ", ".join(restrictions))
-    if duties:
-        parts.append("must " + ", ".join(duties[:4]) + (" ..." if len(duties) > 4 else ""))
-    elif family != "source-available":
-        parts.append("no conditions found")
-    if patents.get("grant"):
-        parts.append("explicit patent grant" + (" with retaliation" if patents.get("retaliation")
-                                                  else ""))
-    if disclaimer:
+    if conditions:
+        more = f" (+{len(conditions) - 4} more)" if len(conditions) > 4 else ""
+        parts.append("conditions: " + ", ".join(conditions[:4]) + more)
+    elif family == "unclassified":
+        reason = "" if english else " (not in English)"
+        parts.append(f"no recognised conditions{reason}, review manually")
+    else:
+        parts.append("no conditions")
+    if patent_grant.get("grant"):
+        retaliation = " with retaliation" if patent_grant.get("retaliation") else ""
+        parts.append(f"explicit patent grant{retaliation}")
+    if warranty_disclaimer:
         parts.append("no warranty")
-    if law:
-        parts.append(f"law: {law}")
+    if jurisdiction:
+        parts.append(f"law/venue: {jurisdiction}")
     line = "; ".join(parts) + f". {risk.capitalize()} risk for closed-source commercial use."
-    flesch = float(stats.get("flesch_reading_ease", 0.0))
     return {
         "family": family,
         "commercial_closed_source_risk": risk,
-        "obligation_count": len(duties),
+        "conditions": len(conditions),
         "restrictions": restrictions,
-        "reading_level": reading_level(flesch),
-        "tone": "positive" if sentiment >= 0.05 else "negative" if sentiment <= -0.05 else "neutral",
+        "reading_level": reading_level(float(readability.get("flesch_reading_ease", 0.0))),
+        "tone": tone_label(tone),
         "summary": line,
     }
 
@@ -745,6 +864,12 @@ def public_domain(text: str) -> bool:
 
 
 @pipe.step
+def english(text: str) -> bool:
+    """Whether the text is in English (the phrase heuristics only understand English)."""
+    return looks_english(text)
+
+
+@pipe.step
 def readability(text: str) -> dict[str, Any]:
     """Word and sentence counts and Flesch reading ease."""
     return readability_stats(text)
@@ -776,17 +901,19 @@ def summary(
     warranty_disclaimer: bool,
     jurisdiction: str | None,
     public_domain: bool,
+    english: bool,
     readability: dict[str, Any],
     tone: float,
 ) -> dict[str, Any]:
     """Licence family, risk for closed-source commercial use and a one-line summary."""
     return build_summary(
-        obligations,
-        copyleft,
-        patent_grant,
-        warranty_disclaimer,
-        jurisdiction,
-        readability,
-        tone,
-        public_domain,
+        obligations=obligations,
+        copyleft=copyleft,
+        patent_grant=patent_grant,
+        warranty_disclaimer=warranty_disclaimer,
+        jurisdiction=jurisdiction,
+        public_domain=public_domain,
+        english=english,
+        readability=readability,
+        tone=tone,
     )

@@ -107,21 +107,21 @@ def _closest(name: str, candidates: list[str]) -> str:
 
 
 def _topological_order(upstream: Mapping[str, tuple[str, ...]]) -> list[str]:
-    """Kahn's algorithm, stable in definition order; a cycle is reported as ``a -> b -> a``."""
+    """Steps in definition order, each moved after what it needs; a cycle is reported as
+    ``a -> b -> a``."""
     remaining = {name: set(ups) for name, ups in upstream.items()}
     order: list[str] = []
     while remaining:
-        ready = [name for name, ups in remaining.items() if not ups]
-        if not ready:
+        ready = next((name for name, ups in remaining.items() if not ups), None)
+        if ready is None:
             raise DefinitionError(
                 f"the steps form a cycle: {_find_cycle(remaining)}; a step cannot depend on its "
                 f"own output, directly or through other steps"
             )
-        for name in ready:
-            order.append(name)
-            del remaining[name]
+        order.append(ready)
+        del remaining[ready]
         for ups in remaining.values():
-            ups.difference_update(ready)
+            ups.discard(ready)
     return order
 
 

@@ -83,6 +83,9 @@ class Scheduler:
             and graph.nodes[s].step.options.concurrency
         }
         self._running: dict[str, int] = dict.fromkeys(steps, 0)
+        # Units requeued after a worker died beside them: they run one per task until the
+        # unit that kills workers is found.
+        self._isolate: set[int] = set()
 
     def run(self) -> None:
         """Dispatch and commit until every unit of the run is final."""
@@ -127,7 +130,10 @@ class Scheduler:
         open_steps = [s for s in lane.steps if s not in self._limits]
         claims: list[Claim] = []
         if open_steps:
-            per_task = max(self._chunk(s) for s in open_steps)
+            # About one task's worth per free slot for the slowest step measured so far: enough
+            # to keep workers fed, not so much that work piles up leased to this coordinator.
+            measured = [self._chunk(s) for s in open_steps if s in self._mean or self._fixed(s)]
+            per_task = min(measured) if measured else 1
             claims += self.store.claim(
                 self.run_id, open_steps, free * per_task, owner=self.owner, lease=LEASE_SECONDS
             )
@@ -141,6 +147,10 @@ class Scheduler:
             self._inflight[claim.unit_id] = claim
             self._running[claim.step] += 1
         return claims
+
+    def _fixed(self, step: str) -> bool:
+        options = self.graph.nodes[step].step.options
+        return bool(options.batch_size) or options.executor == "thread"
 
     def _chunk(self, step: str) -> int:
         options = self.graph.nodes[step].step.options
@@ -169,7 +179,10 @@ class Scheduler:
             if not node.step.options.batch_size:
                 # Spread units evenly over the free slots rather than filling the first ones.
                 size = max(1, min(size, math.ceil(len(group) / max(1, free))))
-            for start in range(0, len(group), size):
+            alone = [[c] for c in group if c.unit_id in self._isolate]
+            rest = [c for c in group if c.unit_id not in self._isolate]
+            chunks = alone + [rest[i : i + size] for i in range(0, len(rest), size)]
+            for chunk in chunks:
                 units = tuple(
                     UnitWork(
                         unit_id=c.unit_id,
@@ -177,7 +190,7 @@ class Scheduler:
                         item=items.get(c.item_idx) if node.uses_item else None,
                         inputs={u: inputs[(c.item_idx, u)] for u in node.upstream},
                     )
-                    for c in group[start : start + size]
+                    for c in chunk
                 )
                 self._task_ids += 1
                 tasks.append(Task(self._task_ids, step, units))
@@ -199,6 +212,7 @@ class Scheduler:
     def _commit(self, results: list[TaskResult]) -> None:
         done: list[Done] = []
         failed: list[Failed] = []
+        requeue: list[Claim] = []
         now = time.time()
         tally: dict[tuple[str, UnitState], int] = {}
         for _, outcomes in results:
@@ -207,6 +221,10 @@ class Scheduler:
                 if claim is None or claim.fence != outcome.fence:
                     continue  # a late answer for a unit this coordinator no longer holds
                 self._running[claim.step] -= 1
+                if outcome.requeue:
+                    requeue.append(claim)
+                    self._isolate.add(claim.unit_id)
+                    continue
                 self._learn(claim.step, outcome.duration)
                 if outcome.error is None:
                     done.append((claim, outcome, self._downstream[claim.step]))
@@ -226,7 +244,7 @@ class Scheduler:
                             tally.get((skipped, UnitState.SKIPPED), 0) + 1
                         )
                 tally[(claim.step, state)] = tally.get((claim.step, state), 0) + 1
-        self.store.commit(self.run_id, done, failed)
+        self.store.commit(self.run_id, done, failed, requeue)
         if self._observer is not None:
             for (step, state), count in tally.items():
                 self._observer.advanced(step, state, count)

@@ -88,7 +88,9 @@ class Task(NamedTuple):
 
 
 class Outcome(NamedTuple):
-    """How one unit ended in a worker: a pickled value, or an error."""
+    """How one unit ended in a worker: a pickled value, or an error. ``requeue`` marks a unit
+    that never ran to an end because its worker died while it or a neighbour ran: it goes
+    back to the queue without spending an attempt and runs alone next time."""
 
     unit_id: int
     fence: int
@@ -96,6 +98,7 @@ class Outcome(NamedTuple):
     error: ErrorInfo | None
     started_at: float
     duration: float
+    requeue: bool = False
 
 
 @dataclass(frozen=True, slots=True)

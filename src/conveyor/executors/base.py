@@ -50,8 +50,12 @@ class Executor(abc.ABC):
         self.shutdown()
 
 
-def lost(task: Task, error: ErrorInfo, started_at: float) -> TaskResult:
-    """The result of a task whose worker went away: every unit fails with ``error``."""
+def lost(task: Task, error: ErrorInfo, started_at: float, running: bool) -> TaskResult:
+    """The result of a task whose worker went away. If it was running alone, its unit is what
+    killed the worker and fails with ``error``; otherwise no unit can be blamed yet, so every
+    unit is requeued to run alone."""
+    blame = running and len(task.units) == 1
     return task.task_id, [
-        Outcome(unit.unit_id, unit.fence, None, error, started_at, 0.0) for unit in task.units
+        Outcome(unit.unit_id, unit.fence, None, error, started_at, 0.0, requeue=not blame)
+        for unit in task.units
     ]

@@ -3,11 +3,12 @@ coordinator knows which tasks a worker holds and can replace a worker that dies.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,7 +28,18 @@ PREFETCH = 2
 class _Worker:
     process: multiprocessing.process.BaseProcess
     conn: Connection
+    outbox: queue.SimpleQueue[bytes | None]
     inflight: deque[tuple[Task, float]] = field(default_factory=deque)
+
+
+def _feed(conn: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:
+    """Write queued tasks to one worker. A write blocks while the worker is busy and the pipe is
+    full; doing it on this thread keeps the scheduler free to commit other workers' results."""
+    while (data := outbox.get()) is not None:
+        try:
+            conn.send_bytes(data)
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+            return  # the worker died; collect() sees its sentinel and reports its tasks lost
 
 
 class ProcessExecutor(Executor):
@@ -53,7 +65,11 @@ class ProcessExecutor(Executor):
         )
         process.start()
         child.close()
-        return _Worker(process, parent)
+        outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        threading.Thread(
+            target=_feed, args=(parent, outbox), name="conveyor-feeder", daemon=True
+        ).start()
+        return _Worker(process, parent, outbox)
 
     @property
     def pids(self) -> list[int]:
@@ -66,10 +82,7 @@ class ProcessExecutor(Executor):
     def submit(self, task: Task) -> None:
         worker = min(self._workers, key=lambda w: len(w.inflight))
         worker.inflight.append((task, time.time()))
-        try:
-            worker.conn.send_bytes(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
-        except (BrokenPipeError, ConnectionResetError, EOFError):
-            pass  # the worker died; collect() sees its sentinel and reports the task lost
+        worker.outbox.put(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
 
     def waitables(self) -> list[Any]:
         found: list[Any] = []
@@ -97,21 +110,22 @@ class ProcessExecutor(Executor):
         code = worker.process.exitcode
         how = _describe_exit(code)
         results = []
-        for task, started in worker.inflight:
+        for position, (task, started) in enumerate(worker.inflight):
             error = ErrorInfo(
                 "WorkerLost",
                 f"worker process {worker.process.pid} {how} while running step {task.step!r}",
                 "",
             )
-            results.append(lost(task, error, started))
+            results.append(lost(task, error, started, running=position == 0))
+        worker.outbox.put(None)
         worker.conn.close()
         self._workers[index] = self._spawn()
         return results
 
     def shutdown(self) -> None:
         for worker in self._workers:
-            with contextlib.suppress(OSError):
-                worker.conn.send_bytes(b"")
+            worker.outbox.put(b"")  # tells the worker to exit once its tasks are written
+            worker.outbox.put(None)
         deadline = time.monotonic() + 2.0
         for worker in self._workers:
             worker.process.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -95,11 +95,18 @@ class Store(abc.ABC):
         """Stored results of ``steps`` for the items at ``idxs``, keyed by (index, step)."""
 
     @abc.abstractmethod
-    def commit(self, run_id: str, done: Sequence[Done], failed: Sequence[Failed]) -> int:
+    def commit(
+        self,
+        run_id: str,
+        done: Sequence[Done],
+        failed: Sequence[Failed],
+        requeue: Sequence[Claim] = (),
+    ) -> int:
         """In one transaction: store results, mark units ``done`` and promote their dependents;
         record failures (``failed`` with dependents skipped, or ``ready`` again for a retry not
-        before the given time). Every update is fenced by the unit's lease: return how many
-        outcomes were stale (lease lost) and ignored."""
+        before the given time); put ``requeue`` units back without spending an attempt. Every
+        update is fenced by the unit's lease: return how many were stale (lease lost) and
+        ignored."""
 
     @abc.abstractmethod
     def release(self, run_id: str, owner: str) -> int:

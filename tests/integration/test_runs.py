@@ -1,0 +1,412 @@
+"""Real pipelines over real SQLite ledgers with real worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import conveyor as cv
+from conveyor.export import rows
+from conveyor.store import open_store
+
+# Pipelines live at module level: worker processes are forked and inherit them.
+
+chain = cv.Pipeline("chain")
+
+
+@chain.step
+def parsed(item: cv.Item) -> int:
+    return int(item["value"])
+
+
+@chain.step
+def doubled(parsed: int) -> int:
+    if parsed == 13:
+        raise ValueError(f"unlucky {parsed}")
+    return parsed * 2
+
+
+@chain.step
+def described(doubled: int, parsed: int) -> str:
+    return f"{parsed}->{doubled}"
+
+
+@chain.step
+def squared(parsed: int) -> int:
+    return parsed * parsed
+
+
+def records(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"r{i:03d}", "value": i} for i in range(n)]
+
+
+def counts(report: cv.RunReport) -> dict[str, dict[str, int]]:
+    return {s.step: s.counts for s in report.stats}
+
+
+def test_a_run_computes_every_unit_and_records_failures(store_path: Path) -> None:
+    report = chain.run(records(20), store=store_path, workers=2, id_field="id")
+
+    assert report.state is cv.RunState.COMPLETED_WITH_ERRORS
+    assert counts(report) == {
+        "parsed": {"done": 20},
+        "doubled": {"done": 19, "failed": 1},
+        "described": {"done": 19, "skipped": 1},
+        "squared": {"done": 20},
+    }
+    [failure] = report.failures
+    assert failure["item"] == "r013" and failure["step"] == "doubled"
+    assert failure["error_type"] == "ValueError" and failure["error_message"] == "unlucky 13"
+    assert 'raise ValueError(f"unlucky {parsed}")' in failure["traceback"]
+    store = open_store(store_path)
+    exported = {r["id"]: r for r in rows(store, report.run_id, ["parsed", "doubled", "described"])}
+    assert exported["r004"] == {"id": "r004", "parsed": 4, "doubled": 8, "described": "4->8"}
+    assert exported["r013"] == {"id": "r013", "parsed": 13, "doubled": None, "described": None}
+
+
+def test_running_again_recomputes_nothing_that_is_done(store_path: Path) -> None:
+    chain.run(records(30), store=store_path, workers=2, id_field="id")
+    again = chain.run(records(30), store=store_path, workers=2, id_field="id")
+
+    assert counts(again) == {
+        "parsed": {"cached": 30},
+        "doubled": {"cached": 29, "failed": 1},  # failures are retried by a new run, not cached
+        "described": {"cached": 29, "skipped": 1},
+        "squared": {"cached": 30},
+    }
+
+
+def test_new_items_are_computed_and_old_ones_cached(store_path: Path) -> None:
+    chain.run(records(10), store=store_path, workers=2, id_field="id")
+    grown = chain.run(records(12), store=store_path, workers=2, id_field="id")
+    assert counts(grown)["squared"] == {"cached": 10, "done": 2}
+
+
+def test_only_runs_the_steps_asked_and_what_they_need(store_path: Path) -> None:
+    report = chain.run(records(5), store=store_path, workers=0, only=["doubled"])
+    assert [s.step for s in report.stats] == ["parsed", "doubled"]
+
+
+def test_force_recomputes_a_cached_step(store_path: Path) -> None:
+    chain.run(records(5), store=store_path, workers=0)
+    forced = chain.run(records(5), store=store_path, workers=0, force=["squared"])
+    assert counts(forced)["squared"] == {"done": 5}
+    assert counts(forced)["parsed"] == {"cached": 5}
+
+
+def test_unknown_only_step_is_a_usage_error(store_path: Path) -> None:
+    with pytest.raises(cv.UsageError, match="did you mean 'squared'"):
+        chain.run(records(1), store=store_path, only=["squard"])
+
+
+def test_inline_and_process_executors_agree(tmp_path: Path) -> None:
+    inline = chain.run(records(15), store=tmp_path / "a.db", workers=0)
+    pooled = chain.run(records(15), store=tmp_path / "b.db", workers=2)
+    steps = ["parsed", "doubled", "described", "squared"]
+    a = list(rows(open_store(tmp_path / "a.db"), inline.run_id, steps))
+    b = list(rows(open_store(tmp_path / "b.db"), pooled.run_id, steps))
+    assert a == b and len(a) == 15
+
+
+# -- editing code -----------------------------------------------------------------------------
+
+VERSIONED = '''
+import conveyor as cv
+pipe = cv.Pipeline("versioned")
+
+@pipe.step
+def base(item):
+    return item["value"]
+
+@pipe.step
+def middle(base):
+    return base + {increment}
+
+@pipe.step
+def after(middle):
+    return middle * 10
+
+@pipe.step
+def beside(base):
+    # a comment that {comment}
+    return -base
+'''
+
+
+def load_version(tmp_path: Path, name: str, increment: int, comment: str) -> cv.Pipeline:
+    from conveyor.loader import load_pipeline
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(VERSIONED.format(increment=increment, comment=comment))
+    pipe, _ = load_pipeline(str(path))
+    return pipe
+
+
+def test_editing_one_step_recomputes_it_and_its_dependents_only(
+    tmp_path: Path, store_path: Path
+) -> None:
+    first = load_version(tmp_path, "v1", increment=1, comment="says one thing")
+    report = first.run(records(8), store=store_path, workers=2)
+    assert report.state is cv.RunState.COMPLETED
+
+    edited = load_version(tmp_path, "v2", increment=2, comment="says another")
+    second = edited.run(records(8), store=store_path, workers=2)
+
+    assert counts(second) == {
+        "base": {"cached": 8},
+        "middle": {"done": 8},
+        "after": {"done": 8},
+        "beside": {"cached": 8},  # only a comment changed
+    }
+    values = {r["id"]: r for r in rows(open_store(store_path), second.run_id, ["after"])}
+    assert sorted(r["after"] for r in values.values()) == [(v + 2) * 10 for v in range(8)]
+
+
+# -- retries, batches, resources, threads -----------------------------------------------------
+
+flaky = cv.Pipeline("flaky")
+MARKS = Path(os.environ.get("CONVEYOR_TEST_MARKS", "/tmp"))
+
+
+@flaky.step(retries=2)
+def sometimes(item: cv.Item) -> str:
+    # fails on the first attempt of every item: the marker file survives the attempt
+    mark = Path(item["dir"]) / f"{item['value']}.seen"
+    if not mark.exists():
+        mark.write_text("x")
+        raise ConnectionError("transient")
+    return "ok"
+
+
+@flaky.step(retries=1)
+def never(item: cv.Item) -> str:
+    raise RuntimeError("always broken")
+
+
+def test_retries_recover_transient_failures_and_give_up_after_the_limit(
+    tmp_path: Path, store_path: Path
+) -> None:
+    items = [{"value": i, "dir": str(tmp_path)} for i in range(6)]
+    report = flaky.run(items, store=store_path, workers=2)
+
+    assert counts(report) == {"sometimes": {"done": 6}, "never": {"failed": 6}}
+    db = sqlite3.connect(store_path)
+    attempts = dict(db.execute("SELECT step, max(attempts) FROM units GROUP BY step").fetchall())
+    assert attempts == {"sometimes": 2, "never": 2}
+    recorded = db.execute(
+        "SELECT count(*), min(attempts.error_type) FROM attempts JOIN units ON units.id = unit_id "
+        "WHERE step = 'never'"
+    ).fetchone()
+    assert recorded == (12, "RuntimeError")
+
+
+batched = cv.Pipeline("batched")
+
+
+@batched.resource
+def model() -> dict[str, Any]:
+    path = Path(os.environ["CONVEYOR_TEST_BUILDS"])
+    with path.open("a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return {"scale": 3}
+
+
+@batched.step
+def number(item: cv.Item) -> int:
+    return int(item["value"])
+
+
+@batched.step(batch_size=4)
+def scaled(number: list[int], model: dict[str, Any]) -> list[dict[str, int]]:
+    return [{"value": n * model["scale"], "batch": len(number)} for n in number]
+
+
+def test_batch_steps_get_lists_and_resources_are_built_once_per_worker(
+    tmp_path: Path, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds = tmp_path / "builds.txt"
+    monkeypatch.setenv("CONVEYOR_TEST_BUILDS", str(builds))
+    report = batched.run([{"value": i} for i in range(41)], store=store_path, workers=2)
+
+    assert counts(report) == {"number": {"done": 41}, "scaled": {"done": 41}}
+    out = list(rows(open_store(store_path), report.run_id, ["number", "scaled"]))
+    assert all(r["scaled"]["value"] == 3 * r["number"] for r in out)
+    assert all(1 <= r["scaled"]["batch"] <= 4 for r in out)
+    pids = builds.read_text().split()
+    assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids)
+
+
+def test_a_batch_that_returns_the_wrong_length_fails_every_unit_in_it(store_path: Path) -> None:
+    broken = cv.Pipeline("broken-batch")
+
+    @broken.step(batch_size=5)
+    def short(item: list[cv.Item]) -> list[int]:
+        return [1]
+
+    report = broken.run([{"value": i} for i in range(5)], store=store_path, workers=0)
+    assert counts(report) == {"short": {"failed": 5}}
+    assert "returned 1 values for 5 inputs" in report.failures[0]["error_message"]
+
+
+threaded = cv.Pipeline("threaded")
+_active = 0
+_peak = 0
+_lock = threading.Lock()
+
+
+@threaded.step(executor="thread", concurrency=8)
+def remote_call(item: cv.Item) -> int:
+    global _active, _peak
+    with _lock:
+        _active += 1
+        _peak = max(_peak, _active)
+    time.sleep(0.05)
+    with _lock:
+        _active -= 1
+    return int(item["value"])
+
+
+def test_thread_steps_run_concurrently_up_to_their_concurrency(store_path: Path) -> None:
+    report = threaded.run([{"value": i} for i in range(40)], store=store_path, workers=1)
+    assert counts(report) == {"remote_call": {"done": 40}}
+    assert 2 <= _peak <= 8
+
+
+parallel = cv.Pipeline("parallel")
+
+
+@parallel.step
+def left(item: cv.Item) -> float:
+    time.sleep(0.3)
+    return time.time()
+
+
+@parallel.step
+def right(item: cv.Item) -> float:
+    time.sleep(0.3)
+    return time.time()
+
+
+def test_independent_steps_of_one_item_run_at_the_same_time(store_path: Path) -> None:
+    report = parallel.run([{"value": 1}], store=store_path, workers=2)
+    db = sqlite3.connect(store_path)
+    spans = db.execute(
+        "SELECT started_at, started_at + duration FROM units WHERE run_id = ?", (report.run_id,)
+    ).fetchall()
+    (a_start, a_end), (b_start, b_end) = spans
+    assert a_start < b_end and b_start < a_end  # the two intervals overlap
+
+
+# -- dying workers --------------------------------------------------------------------------
+
+fragile = cv.Pipeline("fragile")
+
+
+@fragile.step
+def risky(item: cv.Item) -> int:
+    if item["value"] == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return int(item["value"])
+
+
+def test_a_killed_worker_is_reported_replaced_and_the_run_goes_on(store_path: Path) -> None:
+    # Enough units that tasks carry several: only the unit that kills its worker may fail.
+    report = fragile.run([{"value": i} for i in range(400)], store=store_path, workers=2)
+    assert counts(report) == {"risky": {"done": 399, "failed": 1}}
+    [failure] = report.failures
+    assert failure["error_type"] == "WorkerLost"
+    assert "killed by SIGKILL" in failure["error_message"]
+
+
+# -- tables and groups ----------------------------------------------------------------------
+
+grouped = cv.Pipeline("grouped")
+
+
+@grouped.step
+def total(item: cv.Item) -> float:
+    return float(item.frame["sales"].sum())
+
+
+@grouped.step
+def rows_in(item: cv.Item) -> int:
+    return len(item.frame)
+
+
+def write_sales(path: Path) -> None:
+    lines = ["segment,location,sales"]
+    for i in range(60):
+        lines.append(f"s{i % 3},l{i % 4},{i}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_group_by_makes_one_item_per_group(tmp_path: Path, store_path: Path) -> None:
+    table = tmp_path / "sales.csv"
+    write_sales(table)
+    report = grouped.run(table, store=store_path, workers=2, group_by=["segment", "location"])
+    out = list(rows(open_store(store_path), report.run_id, ["total", "rows_in"]))
+    assert len(out) == 12
+    assert sum(r["rows_in"] for r in out) == 60
+    assert sum(r["total"] for r in out) == sum(range(60))
+    assert {r["id"] for r in out} >= {"segment=s0/location=l0", "segment=s2/location=l3"}
+
+
+def test_buckets_pack_groups_into_fewer_items(tmp_path: Path, store_path: Path) -> None:
+    table = tmp_path / "sales.csv"
+    write_sales(table)
+    report = grouped.run(
+        table, store=store_path, workers=0, group_by=["segment", "location"], buckets=5
+    )
+    out = list(rows(open_store(store_path), report.run_id, ["rows_in"]))
+    assert 1 <= len(out) <= 5
+    assert sum(r["rows_in"] for r in out) == 60
+
+
+def test_files_in_a_folder_are_items_with_relative_ids(tmp_path: Path, store_path: Path) -> None:
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("alpha")
+    (folder / "sub" / "b.txt").write_text("beta")
+    (folder / "bad.txt").write_bytes(b"\xff\xfe not utf-8 \xff")
+    lengths = cv.Pipeline("lengths")
+
+    @lengths.step
+    def size(item: cv.Item) -> int:
+        return len(item.read_text())
+
+    report = lengths.run(folder, store=store_path, workers=0)
+    out = {r["id"]: r["size"] for r in rows(open_store(store_path), report.run_id, ["size"])}
+    assert out == {"a.txt": 5, "bad.txt": None, "sub/b.txt": 4}
+    [failure] = report.failures
+    assert failure["error_type"] == "conveyor.errors.InputError"
+    assert "bad.txt is not valid utf-8" in failure["error_message"]
+
+
+def test_export_formats_round_trip(tmp_path: Path, store_path: Path) -> None:
+    from conveyor.export import export
+
+    report = chain.run(records(14), store=store_path, workers=0, id_field="id")
+    store = open_store(store_path)
+    steps = list(chain.graph.order)
+    export(store, report.run_id, steps, "jsonl", tmp_path / "out.jsonl")
+    export(store, report.run_id, steps, "csv", tmp_path / "out.csv")
+    export(store, report.run_id, steps, "parquet", tmp_path / "out.parquet")
+
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert lines[2] == {"id": "r002", "parsed": 2, "doubled": 4, "described": "2->4", "squared": 4}
+    csv_lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert csv_lines[0] == "id,parsed,doubled,described,squared"
+    assert csv_lines[14] == "r013,13,,,169"
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert table[13] == {"id": "r013", "parsed": 13, "doubled": None, "described": None,
+                         "squared": 169}
