@@ -164,36 +164,45 @@ class Scheduler:
         return max(1, min(MAX_UNITS_PER_TASK, int(TASK_SECONDS / max(mean, 1e-6))))
 
     def _pack(self, claims: list[Claim], free: int) -> list[Task]:
-        by_step: dict[str, list[Claim]] = {}
-        for claim in claims:
-            by_step.setdefault(claim.step, []).append(claim)
+        """Turn claims into tasks: batched steps by ``batch_size``; units that must run alone
+        (thread steps, suspects after a worker died) one per task; the rest spread evenly over
+        the free slots, whatever their step, so each task carries a useful amount of work."""
         idxs = sorted({c.item_idx for c in claims})
-        item_steps = [s for s in by_step if self.graph.nodes[s].uses_item]
-        items = self.store.load_items(self.run_id, idxs) if item_steps else {}
-        upstream = sorted({u for s in by_step for u in self.graph.nodes[s].upstream})
+        steps = {c.step for c in claims}
+        uses_item = any(self.graph.nodes[s].uses_item for s in steps)
+        items = self.store.load_items(self.run_id, idxs) if uses_item else {}
+        upstream = sorted({u for s in steps for u in self.graph.nodes[s].upstream})
         inputs = self.store.load_inputs(self.run_id, idxs, upstream)
+        batches: dict[str, list[UnitWork]] = {}
+        alone: list[UnitWork] = []
+        rest: list[UnitWork] = []
+        for c in claims:
+            node = self.graph.nodes[c.step]
+            work = UnitWork(
+                unit_id=c.unit_id,
+                step=c.step,
+                fence=c.fence,
+                item=items.get(c.item_idx) if node.uses_item else None,
+                inputs={u: inputs[(c.item_idx, u)] for u in node.upstream},
+            )
+            options = node.step.options
+            if options.batch_size:
+                batches.setdefault(c.step, []).append(work)
+            elif options.executor == "thread" or c.unit_id in self._isolate:
+                alone.append(work)
+            else:
+                rest.append(work)
+        groups: list[tuple[list[UnitWork], str | None]] = []
+        for step, units in batches.items():
+            size = self.graph.nodes[step].step.options.batch_size or 1
+            groups += [(units[i : i + size], step) for i in range(0, len(units), size)]
+        groups += [([unit], None) for unit in alone]
+        size = max(1, math.ceil(len(rest) / max(1, free)))
+        groups += [(rest[i : i + size], None) for i in range(0, len(rest), size)]
         tasks = []
-        for step, group in by_step.items():
-            node = self.graph.nodes[step]
-            size = self._chunk(step)
-            if not node.step.options.batch_size:
-                # Spread units evenly over the free slots rather than filling the first ones.
-                size = max(1, min(size, math.ceil(len(group) / max(1, free))))
-            alone = [[c] for c in group if c.unit_id in self._isolate]
-            rest = [c for c in group if c.unit_id not in self._isolate]
-            chunks = alone + [rest[i : i + size] for i in range(0, len(rest), size)]
-            for chunk in chunks:
-                units = tuple(
-                    UnitWork(
-                        unit_id=c.unit_id,
-                        fence=c.fence,
-                        item=items.get(c.item_idx) if node.uses_item else None,
-                        inputs={u: inputs[(c.item_idx, u)] for u in node.upstream},
-                    )
-                    for c in chunk
-                )
-                self._task_ids += 1
-                tasks.append(Task(self._task_ids, step, units))
+        for units, batch in groups:
+            self._task_ids += 1
+            tasks.append(Task(self._task_ids, tuple(units), batch))
         return tasks
 
     # completion --------------------------------------------------------------------------------

@@ -74,17 +74,23 @@ class UnitWork(NamedTuple):
     """What a worker needs to run one unit."""
 
     unit_id: int
+    step: str
     fence: int
     item: ItemRow | None
     inputs: dict[str, bytes]
 
 
 class Task(NamedTuple):
-    """Units of one step sent to a worker together (one call per unit, or one batched call)."""
+    """Units sent to a worker together. With ``batch`` set they are all of that batched step
+    and run as one call on lists; otherwise each runs on its own, whatever its step."""
 
     task_id: int
-    step: str
     units: tuple[UnitWork, ...]
+    batch: str | None = None
+
+    def describe(self) -> str:
+        """The steps in this task, for messages."""
+        return ", ".join(sorted({unit.step for unit in self.units}))
 
 
 class Outcome(NamedTuple):

@@ -58,36 +58,35 @@ class Runtime:
 
     def run_task(self, task: Task) -> list[Outcome]:
         """Run every unit of ``task`` and return one outcome per unit; never raises."""
-        node = self._graph.nodes[task.step]
-        if node.step.options.batch_size:
-            return self._run_batch(task)
-        return [self._run_one(task.step, unit) for unit in task.units]
+        if task.batch is not None:
+            return self._run_batch(task.batch, task.units)
+        return [self._run_one(unit) for unit in task.units]
 
-    def _run_one(self, step_name: str, unit: UnitWork) -> Outcome:
-        step = self._graph.nodes[step_name].step
+    def _run_one(self, unit: UnitWork) -> Outcome:
+        step = self._graph.nodes[unit.step].step
         started = time.time()
         t0 = time.perf_counter()
         try:
-            kwargs = self._arguments(step_name, unit)
+            kwargs = self._arguments(unit)
             value = step.fn(**kwargs)
-            payload = _dumps(step_name, value)
+            payload = _dumps(unit.step, value)
         except Exception as exc:
             return Outcome(
                 unit.unit_id, unit.fence, None, error_info(exc), started, time.perf_counter() - t0
             )
         return Outcome(unit.unit_id, unit.fence, payload, None, started, time.perf_counter() - t0)
 
-    def _run_batch(self, task: Task) -> list[Outcome]:
-        node = self._graph.nodes[task.step]
+    def _run_batch(self, step: str, units: tuple[UnitWork, ...]) -> list[Outcome]:
+        node = self._graph.nodes[step]
         started = time.time()
         t0 = time.perf_counter()
         # Units whose inputs cannot be built fail alone; the rest run as one batch.
         good: list[UnitWork] = []
         columns: dict[str, list[Any]] = {}
         outcomes: dict[int, Outcome] = {}
-        for unit in task.units:
+        for unit in units:
             try:
-                kwargs = self._arguments(task.step, unit, with_resources=False)
+                kwargs = self._arguments(unit, with_resources=False)
             except Exception as exc:
                 outcomes[unit.unit_id] = Outcome(
                     unit.unit_id,
@@ -109,19 +108,19 @@ class Runtime:
                 values = node.step.fn(**call)
                 if not isinstance(values, Sequence) or isinstance(values, str | bytes):
                     raise TypeError(
-                        f"batched step {task.step!r} must return a list with one value per input; "
+                        f"batched step {step!r} must return a list with one value per input; "
                         f"it returned {type(values).__name__}"
                     )
                 if len(values) != len(good):
                     raise ValueError(
-                        f"batched step {task.step!r} returned {len(values)} values for "
+                        f"batched step {step!r} returned {len(values)} values for "
                         f"{len(good)} inputs; return exactly one value per input, in order"
                     )
                 share = (time.perf_counter() - t0) / len(good)
                 for unit, value in zip(good, values, strict=True):
                     try:
                         outcomes[unit.unit_id] = Outcome(
-                            unit.unit_id, unit.fence, _dumps(task.step, value), None, started, share
+                            unit.unit_id, unit.fence, _dumps(step, value), None, started, share
                         )
                     except Exception as exc:
                         outcomes[unit.unit_id] = Outcome(
@@ -134,17 +133,15 @@ class Runtime:
                     outcomes[unit.unit_id] = Outcome(
                         unit.unit_id, unit.fence, None, info, started, share
                     )
-        return [outcomes[unit.unit_id] for unit in task.units]
+        return [outcomes[unit.unit_id] for unit in units]
 
-    def _arguments(
-        self, step_name: str, unit: UnitWork, with_resources: bool = True
-    ) -> dict[str, Any]:
-        node = self._graph.nodes[step_name]
+    def _arguments(self, unit: UnitWork, with_resources: bool = True) -> dict[str, Any]:
+        node = self._graph.nodes[unit.step]
         kwargs: dict[str, Any] = {}
         if node.uses_item:
             row = unit.item
             if row is None:
-                raise InputError(f"step {step_name!r}: the item of unit {unit.unit_id} is missing")
+                raise InputError(f"step {unit.step!r}: the item of unit {unit.unit_id} is missing")
             if row.error:
                 raise InputError(row.error)
             kwargs[ITEM] = rebuild_item(row.kind, row.item_id, row.payload)

@@ -118,7 +118,7 @@ def test_inline_and_process_executors_agree(tmp_path: Path) -> None:
 
 # -- editing code -----------------------------------------------------------------------------
 
-VERSIONED = '''
+VERSIONED = """
 import conveyor as cv
 pipe = cv.Pipeline("versioned")
 
@@ -138,7 +138,7 @@ def after(middle):
 def beside(base):
     # a comment that {comment}
     return -base
-'''
+"""
 
 
 def load_version(tmp_path: Path, name: str, increment: int, comment: str) -> cv.Pipeline:
@@ -408,5 +408,10 @@ def test_export_formats_round_trip(tmp_path: Path, store_path: Path) -> None:
     import pyarrow.parquet as pq
 
     table = pq.read_table(tmp_path / "out.parquet").to_pylist()
-    assert table[13] == {"id": "r013", "parsed": 13, "doubled": None, "described": None,
-                         "squared": 169}
+    assert table[13] == {
+        "id": "r013",
+        "parsed": 13,
+        "doubled": None,
+        "described": None,
+        "squared": 169,
+    }

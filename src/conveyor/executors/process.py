@@ -113,7 +113,7 @@ class ProcessExecutor(Executor):
         for position, (task, started) in enumerate(worker.inflight):
             error = ErrorInfo(
                 "WorkerLost",
-                f"worker process {worker.process.pid} {how} while running step {task.step!r}",
+                f"worker process {worker.process.pid} {how} while running {task.describe()}",
                 "",
             )
             results.append(lost(task, error, started, running=position == 0))
