@@ -58,7 +58,7 @@ def handled(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ConveyorError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[magenta]interrupted[/]: run the same command again to continue")
@@ -190,7 +190,7 @@ def status(
     """Show a run's per-step progress, failures and timings (running or finished)."""
     from conveyor.store import open_store
 
-    ledger = open_store(store)
+    ledger = open_store(store, create=False)
     run = ledger.get_run(run_id)
     stats = ledger.step_stats(run.id, run.steps)
     if as_json:
@@ -248,7 +248,7 @@ def results(
     from conveyor.export import export
     from conveyor.store import open_store
 
-    ledger = open_store(store)
+    ledger = open_store(store, create=False)
     run = ledger.get_run(run_id)
     count = export(ledger, run.id, run.steps, fmt, out_file)
     if out_file is not None:
@@ -264,7 +264,7 @@ def runs(
     """List recent runs, newest first."""
     from conveyor.store import open_store
 
-    out.print(runs_table(open_store(store).list_runs(limit)))
+    out.print(runs_table(open_store(store, create=False).list_runs(limit)))
 
 
 @app.command()
@@ -278,8 +278,8 @@ def check(
     pipe, _ = load_pipeline(pipeline)
     graph = pipe.graph
     out.print(
-        f"pipeline [bold]{escape(pipe.name)}[/]: {len(graph.order)} steps, "
-        f"{len(pipe.resources)} resources"
+        f"pipeline [bold]{escape(pipe.name)}[/]: {_plural(len(graph.order), 'step')}, "
+        f"{_plural(len(pipe.resources), 'resource')}"
     )
     for name in graph.order:
         node = graph.nodes[name]
@@ -302,6 +302,10 @@ def check(
             f"  [bold]{name}[/]({', '.join(inputs)}){uses} "
             f"[dim]{' '.join(extras)} version {node.step.version}[/]"
         )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def main() -> None:

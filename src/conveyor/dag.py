@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from conveyor.errors import DefinitionError
 from conveyor.step import ITEM, Resource, Step
@@ -76,7 +77,8 @@ def build_graph(steps: Mapping[str, Step], resources: Mapping[str, Resource]) ->
                 res.append(param.name)
             elif not param.has_default:
                 raise DefinitionError(
-                    f"step {step.name!r}: parameter {param.name!r} is not a step, a resource or "
+                    f"{_where(step.fn)}step {step.name!r}: parameter {param.name!r} is not a "
+                    f"step, a resource or "
                     f"'item'{_closest(param.name, known)}; rename it, define a step or resource "
                     f"with that name, or give it a default value"
                 )
@@ -99,6 +101,14 @@ def build_graph(steps: Mapping[str, Step], resources: Mapping[str, Resource]) ->
             descendants=tuple(_descendants(name, downstream, order)),
         )
     return Graph(nodes=nodes, order=tuple(order))
+
+
+def _where(fn: object) -> str:
+    """``file.py:12: `` where ``fn`` is defined, so errors point at the user's code."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ""
+    return f"{Path(code.co_filename).name}:{code.co_firstlineno}: "
 
 
 def _closest(name: str, candidates: list[str]) -> str:

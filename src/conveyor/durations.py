@@ -3,6 +3,7 @@ seconds, or a :class:`datetime.timedelta`."""
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -32,6 +33,8 @@ def parse_duration(value: str | float | int | timedelta) -> float:
             )
     else:
         raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '5m' or a timedelta")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration; write e.g. '30s' or '5m'")
     if seconds < 0:
         raise ValueError(f"{value!r} is negative; a duration must be zero or more")
     return seconds

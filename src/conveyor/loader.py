@@ -37,14 +37,18 @@ def load_pipeline(target: str) -> tuple[Pipeline, Path]:
         raise DefinitionError(
             f"{_where(exc, path)}importing the pipeline failed: {type(exc).__name__}: {exc}"
         ) from None
-    found = {k: v for k, v in vars(module).items() if isinstance(v, Pipeline)}
+    found: dict[str, Pipeline] = {}
+    for key, value in vars(module).items():
+        if isinstance(value, Pipeline) and all(value is not p for p in found.values()):
+            found[key] = value
     if attr:
-        if attr not in found:
+        chosen = vars(module).get(attr)
+        if not isinstance(chosen, Pipeline):
             raise DefinitionError(
                 f"{file_part} has no pipeline named {attr!r}"
                 + (f"; it defines {', '.join(found)}" if found else "")
             )
-        pipeline = found[attr]
+        pipeline = chosen
     elif len(found) == 1:
         pipeline = next(iter(found.values()))
     elif not found:

@@ -101,13 +101,18 @@ class Pipeline:
             fn = fn.__func__
         if not inspect.isfunction(fn):
             raise DefinitionError(
-                f"@pipe.{kind} was applied to {fn!r}, which is not a function; decorate a "
+                f"@pipe.{kind} was applied to {getattr(fn, '__qualname__', type(fn).__name__)!r}, "
+                f"which is not a function; decorate a "
                 f"'def' function (a class or a value cannot be a {kind})"
             )
         name = fn.__name__
         if name == "<lambda>":
             raise DefinitionError(f"@pipe.{kind}: a lambda has no name; use a 'def' function")
-        if inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn):
+        if (
+            inspect.iscoroutinefunction(fn)
+            or inspect.isgeneratorfunction(fn)
+            or inspect.isasyncgenfunction(fn)
+        ):
             raise DefinitionError(
                 f"{kind} {name!r} is an async or generator function; a {kind} must be a plain "
                 f"function that returns its value"

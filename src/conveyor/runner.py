@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -168,7 +169,11 @@ def _items(
     if isinstance(source, str | Path):
         spec = SourceSpec(str(source), id_field=id_field, group_by=group_by, buckets=buckets)
         check_spec(spec)
-        return read_source(spec), spec.describe()
+        items = read_source(spec)
+        # Read the first item now: a wrong --id-field or a damaged file is reported before a
+        # run is recorded, as a usage error with nothing run.
+        first = list(islice(items, 1))
+        return chain(first, items), spec.describe()
     if group_by or buckets:
         raise UsageError("group_by and buckets apply to a table file; pass its path as the source")
     return items_from_iterable(source, id_field), "<python iterable>"

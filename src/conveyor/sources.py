@@ -4,9 +4,11 @@ and a content key; a row or file that cannot be read becomes a bad item, not a c
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import hashlib
 import json
+import math
 import os
 import pickle
 from collections.abc import Iterable, Iterator
@@ -112,8 +114,11 @@ def read_source(spec: SourceSpec) -> Iterator[SourceItem]:
     check_spec(spec)
     if _is_glob(spec.input):
         base = _glob_base(spec.input)
-        paths = (Path(p) for p in sorted(glob.glob(spec.input, recursive=True)))
-        yield from _files((p for p in paths if p.is_file()), base)
+        paths = [Path(p) for p in sorted(glob.glob(spec.input, recursive=True))]
+        files = [p for p in paths if p.is_file()]
+        if not files:
+            raise InputError(f"the glob {spec.input!r} matches no files")
+        yield from _files(files, base)
         return
     path = Path(spec.input)
     if path.is_dir():
@@ -128,6 +133,10 @@ def items_from_iterable(values: Iterable[Any], id_field: str | None = None) -> I
     """Items from Python values: :class:`Item` objects as they are, dicts as records, anything
     else as a record ``{"value": x}``."""
     for index, value in enumerate(values):
+        if isinstance(value, Item) and value.kind is ItemKind.FILE:
+            [item] = _files([value.path], value.path.parent)
+            yield dataclasses.replace(item, id=value.id)
+            continue
         if isinstance(value, Item):
             payload = pickle.dumps(value)
             yield SourceItem(value.id, value.kind, _digest(payload), payload)
@@ -204,80 +213,84 @@ def _records(path: Path, id_field: str | None) -> Iterator[SourceItem]:
         yield from _jsonl_records(path, id_field)
 
 
+def _bad(where: str, raw: bytes, message: str) -> SourceItem:
+    """A row that could not be read: it fails alone, with ``message``, when the run starts."""
+    return SourceItem(
+        where, ItemKind.RECORD, _digest(where.encode(), raw), pickle.dumps({}), message
+    )
+
+
 def _jsonl_records(path: Path, id_field: str | None) -> Iterator[SourceItem]:
-    with _open_text(path) as fh:
-        for number, line in _numbered_lines(path, fh):
-            if not line.strip():
-                continue
-            where = f"line-{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raw = line.encode()
-                yield SourceItem(
-                    where,
-                    ItemKind.RECORD,
-                    _digest(raw),
-                    pickle.dumps({}),
-                    f"{path.name} line {number} is not valid JSON: {exc.msg} (column {exc.colno})",
-                )
-                continue
-            if not isinstance(record, dict):
-                yield SourceItem(
-                    where,
-                    ItemKind.RECORD,
-                    _digest(line.encode()),
-                    pickle.dumps({}),
-                    f"{path.name} line {number} is a JSON {type(record).__name__}, not an object",
-                )
-                continue
-            yield _record_item(record, id_field, where)
+    for number, line, error in _lines(path):
+        where = f"line-{number}"
+        if error is not None:
+            yield _bad(where, line.encode(), f"{path.name} line {number} {error}")
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            message = f"{path.name} line {number} is not valid JSON: {exc.msg} (column {exc.colno})"
+            yield _bad(where, line.encode(), message)
+            continue
+        if not isinstance(record, dict):
+            message = f"{path.name} line {number} is a JSON {type(record).__name__}, not an object"
+            yield _bad(where, line.encode(), message)
+            continue
+        yield _record_item(record, id_field, where)
 
 
 def _csv_records(path: Path, id_field: str | None) -> Iterator[SourceItem]:
-    with _open_text(path, newline="") as fh:
-        reader = csv.reader(_decoded_lines(path, fh))
+    undecodable: dict[int, str] = {}
+
+    def text_lines() -> Iterator[str]:
+        for number, line, error in _lines(path):
+            if error is not None:
+                undecodable[number] = error
+            yield line
+
+    reader = csv.reader(text_lines())
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise InputError(f"{path}: the header line is not valid CSV ({exc})") from None
+    if undecodable:
+        raise InputError(f"{path}: the header line {undecodable[min(undecodable)]}")
+    if id_field and id_field not in header:
+        raise InputError(
+            f"--id-field {id_field!r} is not a column of {path.name}; columns: {', '.join(header)}"
+        )
+    while True:
+        first = reader.line_num + 1
         try:
-            header = next(reader)
+            row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            raise InputError(f"{path}: the header line is not valid CSV ({exc})") from None
-        if id_field and id_field not in header:
-            raise InputError(
-                f"--id-field {id_field!r} is not a column of {path.name}; "
-                f"columns: {', '.join(header)}"
+            where = f"line-{first}"
+            yield _bad(where, b"", f"{path.name} line {first} is not valid CSV: {exc}")
+            continue
+        last = reader.line_num
+        where = f"line-{last}"
+        broken = [n for n in range(first, last + 1) if n in undecodable]
+        if broken:
+            yield _bad(
+                where, repr(row).encode(), f"{path.name} line {broken[0]} {undecodable[broken[0]]}"
             )
-        while True:
-            number = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                where = f"line-{number}"
-                yield SourceItem(
-                    where,
-                    ItemKind.RECORD,
-                    _digest(where.encode()),
-                    pickle.dumps({}),
-                    f"{path.name} line {number} is not valid CSV: {exc}",
-                )
-                continue
-            if not row:
-                continue
-            where = f"line-{reader.line_num}"
-            if len(row) != len(header):
-                yield SourceItem(
-                    where,
-                    ItemKind.RECORD,
-                    _digest(repr(row).encode()),
-                    pickle.dumps({}),
-                    f"{path.name} line {reader.line_num} has {len(row)} fields, "
-                    f"the header has {len(header)}",
-                )
-                continue
-            yield _record_item(dict(zip(header, row, strict=True)), id_field, where)
+            continue
+        if not row:
+            continue
+        if len(row) != len(header):
+            yield _bad(
+                where,
+                repr(row).encode(),
+                f"{path.name} line {last} has {len(row)} fields, the header has {len(header)}",
+            )
+            continue
+        yield _record_item(dict(zip(header, row, strict=True)), id_field, where)
 
 
 def _parquet_records(path: Path, id_field: str | None) -> Iterator[SourceItem]:
@@ -303,33 +316,31 @@ def _parquet_records(path: Path, id_field: str | None) -> Iterator[SourceItem]:
         raise InputError(f"{path} is damaged after row {row} ({exc})") from None
 
 
-def _open_text(path: Path, newline: str | None = None) -> Any:
+def _lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
+    """(number, text, error) for each line of a UTF-8 text file (a leading byte-order mark is
+    dropped). A line that is not valid UTF-8 comes with the error and its text decoded with
+    replacement characters, so that one bad line costs one item, not the file."""
     try:
-        return path.open("r", encoding="utf-8", newline=newline)
+        fh = path.open("rb")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _numbered_lines(path: Path, fh: Any) -> Iterator[tuple[int, str]]:
-    return enumerate(_decoded_lines(path, fh), start=1)
-
-
-def _decoded_lines(path: Path, fh: Any) -> Iterator[str]:
-    number = 0
-    while True:
-        try:
-            line = fh.readline()
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"{path} is not valid UTF-8 after line {number} ({exc.reason}); "
-                f"re-encode it as UTF-8"
-            ) from None
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if not line:
-            return
-        number += 1
-        yield line
+    with fh:
+        number = 0
+        while True:
+            try:
+                raw = fh.readline()
+            except OSError as exc:
+                raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+            if not raw:
+                return
+            number += 1
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                yield number, raw.decode("utf-8"), None
+            except UnicodeDecodeError as exc:
+                error = f"is not valid UTF-8 (byte {exc.start + 1}: {exc.reason}); re-encode it"
+                yield number, raw.decode("utf-8", "replace"), error
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
@@ -361,12 +372,11 @@ def _groups(
     if not buckets:
         for values, group in grouped:
             fields = dict(zip(columns, _as_tuple(values), strict=True))
-            item_id = "/".join(f"{c}={v}" for c, v in fields.items())
-            yield _group_item(item_id, fields, group.reset_index(drop=True))
+            yield _group_item(_group_id(columns, values), fields, group.reset_index(drop=True))
         return
     packed: dict[int, list[pd.DataFrame]] = {}
     for values, group in grouped:
-        item_id = "/".join(f"{c}={v}" for c, v in zip(columns, _as_tuple(values), strict=True))
+        item_id = _group_id(columns, values)
         bucket = int(hashlib.blake2b(item_id.encode(), digest_size=8).hexdigest(), 16) % buckets
         packed.setdefault(bucket, []).append(group)
     width = len(str(buckets - 1))
@@ -375,6 +385,22 @@ def _groups(
         fields = {"bucket": bucket, "groups": len(frames)}
         merged = pd.concat(frames).reset_index(drop=True)
         yield _group_item(f"bucket-{bucket:0{width}d}", fields, merged)
+
+
+def _group_id(columns: tuple[str, ...], values: Any) -> str:
+    """``a=1/b=x``: stable whatever dtype pandas inferred (``1.0`` is written ``1``, a missing
+    value is empty), so one empty cell does not rename every other group."""
+    return "/".join(f"{c}={_key_text(v)}" for c, v in zip(columns, _as_tuple(values), strict=True))
+
+
+def _key_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _as_tuple(values: Any) -> tuple[Any, ...]:

@@ -58,8 +58,12 @@ def parse_options(step: str, options: Mapping[str, Any]) -> StepOptions:
         if timeout <= 0:
             raise DefinitionError(f"step {step!r}: timeout must be positive (e.g. timeout='30s')")
     version = options.get("version")
-    if version is not None and (not isinstance(version, str | int) or isinstance(version, bool)):
-        raise DefinitionError(f"step {step!r}: version={version!r} must be a string such as '2'")
+    if version is not None and (
+        not isinstance(version, str | int) or isinstance(version, bool) or not str(version).strip()
+    ):
+        raise DefinitionError(
+            f"step {step!r}: version={version!r} must be a non-empty string such as '2'"
+        )
     batch_size = _positive_int(step, "batch_size", options.get("batch_size"))
     executor = options.get("executor", "process")
     if executor not in EXECUTORS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conveyor.errors import UsageError
+from conveyor.errors import RunNotFound, UsageError
 from conveyor.store.base import Store
 
 DEFAULT_PATH = Path(".conveyor") / "conveyor.db"
@@ -13,9 +13,10 @@ DEFAULT_PATH = Path(".conveyor") / "conveyor.db"
 __all__ = ["DEFAULT_PATH", "Store", "open_store"]
 
 
-def open_store(location: str | Path | None = None) -> Store:
-    """Open (creating if needed) the ledger at ``location``: a SQLite file path or
-    ``sqlite:///path``; the default is ``.conveyor/conveyor.db`` under the current folder."""
+def open_store(location: str | Path | None = None, *, create: bool = True) -> Store:
+    """Open the ledger at ``location``: a SQLite file path or ``sqlite:///path``; the default is
+    ``.conveyor/conveyor.db`` under the current folder. With ``create=False`` a missing ledger
+    is an error rather than a new empty file (for commands that only read)."""
     from conveyor.store.sqlite import SQLiteStore
 
     text = str(location) if location is not None else str(DEFAULT_PATH)
@@ -26,4 +27,7 @@ def open_store(location: str | Path | None = None) -> Store:
         raise UsageError(
             f"--store {text!r}: the {scheme!r} store is not available; pass a SQLite file path"
         )
-    return SQLiteStore(Path(text))
+    path = Path(text)
+    if not create and not path.exists():
+        raise RunNotFound(f"no ledger at {path}; start a run with 'conveyor run' or pass --store")
+    return SQLiteStore(path)
