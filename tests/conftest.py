@@ -24,8 +24,9 @@ def store_path(tmp_path: Path) -> Path:
 def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``conveyor ARGS`` in ``tmp_path`` as a real subprocess and return the result."""
 
-    def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, timeout: float = 120, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "conveyor", *args],

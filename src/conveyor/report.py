@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -36,20 +37,20 @@ def seconds(value: float | None) -> str:
 
 def step_table(stats: Sequence[StepStats]) -> Table:
     """One row per step: units by state, p50/p95 duration and throughput."""
-    table = Table(title=None, header_style="bold", pad_edge=False)
-    table.add_column("step")
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table.add_column("step", no_wrap=True)
     for name, style in (
         ("total", ""),
         ("done", "green"),
         ("cached", "dim"),
         ("failed", "red"),
         ("skipped", "yellow"),
-        ("pending", "cyan"),
+        ("left", "cyan"),
+        ("p50", ""),
+        ("p95", ""),
+        ("units/s", ""),
     ):
-        table.add_column(name, justify="right", style=style)
-    table.add_column("p50", justify="right")
-    table.add_column("p95", justify="right")
-    table.add_column("units/s", justify="right")
+        table.add_column(name, justify="right", style=style, no_wrap=True)
     for s in stats:
         waiting = sum(
             s.counts.get(state.value, 0)
@@ -83,9 +84,10 @@ def run_header(run: RunInfo) -> str:
 
 def runs_table(runs: Sequence[RunInfo]) -> Table:
     """Recent runs, newest first."""
-    table = Table(header_style="bold", pad_edge=False)
-    for name in ("run", "pipeline", "state", "started", "took", "input"):
-        table.add_column(name)
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for name in ("run", "pipeline", "state", "started", "took"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("input")
     for run in runs:
         style = _STATE_STYLE.get(run.state, "")
         table.add_row(

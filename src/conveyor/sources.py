@@ -8,9 +8,9 @@ import dataclasses
 import glob
 import hashlib
 import json
-import math
 import os
 import pickle
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,11 @@ from conveyor.item import Item, ItemKind
 if TYPE_CHECKING:
     import pandas as pd
 
+#: How a missing group key value (None, NaN, NA, NaT) is written in a group's id.
+MISSING = "<missing>"
 RECORD_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 _CHUNK = 1 << 20
+_ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,30 +320,33 @@ def _parquet_records(path: Path, id_field: str | None) -> Iterator[SourceItem]:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
-    """(number, text, error) for each line of a UTF-8 text file (a leading byte-order mark is
-    dropped). A line that is not valid UTF-8 comes with the error and its text decoded with
-    replacement characters, so that one bad line costs one item, not the file."""
+    """(number, text, error) for each line of a UTF-8 text file, whatever its line endings (a
+    leading byte-order mark is dropped). A line that is not valid UTF-8 comes with the error and
+    its text decoded with replacement characters, so that one bad line costs one item."""
     try:
-        fh = path.open("rb")
+        fh = path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     with fh:
         number = 0
         while True:
             try:
-                raw = fh.readline()
+                line = fh.readline()
             except OSError as exc:
                 raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-            if not raw:
+            if not line:
                 return
             number += 1
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
+            if not _ESCAPED.search(line):
+                yield number, line, None
+                continue
+            raw = line.encode("utf-8", "surrogateescape")
             try:
-                yield number, raw.decode("utf-8"), None
+                raw.decode("utf-8")
+                error = "is not valid UTF-8"
             except UnicodeDecodeError as exc:
                 error = f"is not valid UTF-8 (byte {exc.start + 1}: {exc.reason}); re-encode it"
-                yield number, raw.decode("utf-8", "replace"), error
+            yield number, raw.decode("utf-8", "replace"), error
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
@@ -389,13 +395,16 @@ def _groups(
 
 def _group_id(columns: tuple[str, ...], values: Any) -> str:
     """``a=1/b=x``: stable whatever dtype pandas inferred (``1.0`` is written ``1``, a missing
-    value is empty), so one empty cell does not rename every other group."""
+    value ``<missing>``, apart from an empty string), so one empty cell does not rename every
+    other group."""
     return "/".join(f"{c}={_key_text(v)}" for c, v in zip(columns, _as_tuple(values), strict=True))
 
 
 def _key_text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return MISSING
     if hasattr(value, "item"):  # numpy scalars
         value = value.item()
     if isinstance(value, float) and value.is_integer():

@@ -16,7 +16,7 @@ import pytest
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
-PIPELINE = '''
+PIPELINE = """
 import time
 import conveyor as cv
 
@@ -40,7 +40,7 @@ def shout(text: str) -> str:
 @pipe.step
 def report(words: int, shout: str) -> dict:
     return {"words": words, "head": shout}
-'''
+"""
 
 
 @pytest.fixture
@@ -112,7 +112,8 @@ def test_jsonl_input_with_a_malformed_line_fails_only_that_item(cli: Cli, tmp_pa
         "import conveyor as cv\npipe = cv.Pipeline('rows')\n"
         "@pipe.step\ndef value(item):\n    return item['v'] * 2\n"
     )
-    (tmp_path / "rows.jsonl").write_text('{"id": "a", "v": 1}\n{"id": "b", "v": \n{"id": "c", "v": 3}\n')
+    lines = ['{"id": "a", "v": 1}', '{"id": "b", "v": ', '{"id": "c", "v": 3}']
+    (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
     result = cli("run", "p.py", "--input", "rows.jsonl", "--id-field", "id", "--workers", "0")
     assert result.returncode == 1
     assert "line 2 is not valid JSON" in result.stderr
@@ -158,13 +159,21 @@ def test_ctrl_c_stops_the_run_and_running_again_finishes_it(project: Path) -> No
     assert db.execute("SELECT count(*) FROM units WHERE state = 'running'").fetchone()[0] == 0
 
     again = subprocess.run(
-        [sys.executable, "-m", "conveyor", "status", "--json"], cwd=project, env=env,
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "conveyor", "status", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(again.stdout)["state"] == "interrupted"
     finish = subprocess.run(
         [sys.executable, "-m", "conveyor", "run", "pipeline.py", "-i", "docs", "-w", "2"],
-        cwd=project, env={**env, "SLOW": "0"}, capture_output=True, text=True, timeout=120,
+        cwd=project,
+        env={**env, "SLOW": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert finish.returncode == 1, finish.stderr
     db = sqlite3.connect(ledger)
