@@ -149,6 +149,19 @@ def test_ctrl_c_stops_the_run_and_running_again_finishes_it(project: Path) -> No
                 db.close()
             except sqlite3.OperationalError:
                 continue
+    # Another terminal sees the run progress while it goes.
+    watching = subprocess.run(
+        [sys.executable, "-m", "conveyor", "status", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    live = json.loads(watching.stdout)
+    assert live["state"] == "running"
+    words = next(s for s in live["steps"] if s["step"] == "words")
+    assert words["counts"].get("done", 0) >= 4 and words["total"] == 30
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
