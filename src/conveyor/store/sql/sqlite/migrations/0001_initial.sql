@@ -61,10 +61,13 @@ CREATE TABLE attempts (
     PRIMARY KEY (unit_id, attempt)
 );
 
+-- A rowid table: results are appended in order, and only the small index on the (random)
+-- cache key takes random inserts, not the blobs.
 CREATE TABLE results (
-    key        TEXT PRIMARY KEY,
+    id         INTEGER PRIMARY KEY,
+    key        TEXT NOT NULL UNIQUE,
     step       TEXT NOT NULL,
     value      BLOB NOT NULL,   -- pickled output
     size       INTEGER NOT NULL,
     created_at REAL NOT NULL
-) WITHOUT ROWID;
+);
