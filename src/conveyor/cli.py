@@ -13,15 +13,18 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, UsageError
 from conveyor.report import print_failures, run_header, runs_table, seconds, step_table
 from conveyor.units import RunState
+
+if TYPE_CHECKING:
+    from conveyor.runner import RunReport
 
 EXIT_OK, EXIT_FAILED_UNITS, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -50,6 +53,21 @@ StoreOpt = Annotated[
         "--store",
         envvar="CONVEYOR_STORE",
         help="Ledger: a SQLite file path [default: .conveyor/conveyor.db].",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        "-w",
+        envvar="CONVEYOR_WORKERS",
+        help="Worker processes (default: one per core); 0 runs inline.",
+    ),
+]
+ProgressOpt = Annotated[
+    bool,
+    typer.Option(
+        "--progress/--no-progress", envvar="CONVEYOR_PROGRESS", help="Show live progress bars."
     ),
 ]
 
@@ -90,15 +108,7 @@ def run(
         ),
     ],
     store: StoreOpt = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            "-w",
-            envvar="CONVEYOR_WORKERS",
-            help="Worker processes (default: one per core); 0 runs inline.",
-        ),
-    ] = None,
+    workers: WorkersOpt = None,
     id_field: Annotated[
         str | None,
         typer.Option(
@@ -139,14 +149,18 @@ def run(
             help="Recompute these steps (a,b) even where their results are cached.",
         ),
     ] = None,
-    progress: Annotated[
+    new: Annotated[
         bool,
         typer.Option(
-            "--progress/--no-progress", envvar="CONVEYOR_PROGRESS", help="Show live progress bars."
+            "--new",
+            envvar="CONVEYOR_NEW",
+            help="Start a new run even if an unfinished run of the same command exists.",
         ),
-    ] = True,
+    ] = False,
+    progress: ProgressOpt = True,
 ) -> None:
-    """Run PIPELINE over every item of --input; finished units are never recomputed."""
+    """Run PIPELINE over every item of --input; finished units are never recomputed, and an
+    unfinished run of the same command (interrupted, or its coordinator killed) continues."""
     from conveyor.loader import load_pipeline
     from conveyor.progress import RichProgress
     from conveyor.runner import run_pipeline
@@ -165,7 +179,13 @@ def run(
         id_field=id_field,
         group_by=_split(group_by),
         buckets=buckets,
+        new=new,
     )
+    _finish(report)
+
+
+def _finish(report: RunReport) -> None:
+    """Print a finished run's summary and exit with its code."""
     style = "green" if report.state is RunState.COMPLETED else "yellow"
     out.print(
         f"run [bold]{report.run_id}[/] [{style}]{report.state.value}[/] in "
@@ -180,6 +200,48 @@ def run(
     out.print(f"results: conveyor results {report.run_id} --format csv --out results.csv")
     if report.state is not RunState.COMPLETED:
         raise typer.Exit(EXIT_FAILED_UNITS)
+
+
+@app.command()
+@handled
+def resume(
+    run_id: Annotated[
+        str | None, typer.Argument(help="Run id or prefix (default: latest).")
+    ] = None,
+    store: StoreOpt = None,
+    workers: WorkersOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Continue an interrupted run, or one whose coordinator died, from where it stopped."""
+    from conveyor.loader import load_pipeline
+    from conveyor.progress import RichProgress
+    from conveyor.runner import run_pipeline
+    from conveyor.store import open_store
+
+    ledger = open_store(store, create=False)
+    run = ledger.get_run(run_id)
+    options = run.options
+    if not run.pipeline_file or not options.get("input"):
+        raise UsageError(
+            f"run {run.id} was started from Python, not from a pipeline file and an input; "
+            f"continue it from Python with pipe.run(..., resume={run.id!r})"
+        )
+    pipe, path = load_pipeline(run.pipeline_file)
+    report = run_pipeline(
+        pipe,
+        options["input"],
+        store=ledger,
+        workers=workers,
+        only=options.get("only") or [],
+        force=options.get("force") or [],
+        observer=RichProgress(err) if progress else None,
+        pipeline_file=str(path),
+        id_field=options.get("id_field"),
+        group_by=options.get("group_by") or [],
+        buckets=options.get("buckets"),
+        resume=run.id,
+    )
+    _finish(report)
 
 
 @app.command()

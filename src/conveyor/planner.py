@@ -27,6 +27,7 @@ class Plan:
     items: int = 0
     duplicates: int = 0
     counts: dict[str, dict[UnitState, int]] = field(default_factory=dict)
+    resumed: bool = False  # the run was already in the ledger and continues
 
     def add(self, step: str, state: UnitState) -> None:
         """Count one unit of ``step`` in ``state``."""
@@ -46,6 +47,19 @@ def step_salts(
         parts += [f"{r}:{resource_versions[r]}" for r in node.resources]
         salts[name] = "\0".join(parts).encode()
     return salts
+
+
+def plan_signature(
+    graph: Graph, steps: Sequence[str], force: Sequence[str], resource_versions: dict[str, str]
+) -> str:
+    """A hash of everything that decides a run's units and keys besides its input: the steps,
+    their versions and resources, and the steps forced. Two runs with the same signature over
+    the same input plan the same units, so one can continue the other."""
+    h = hashlib.blake2b(digest_size=12)
+    for name, salt in step_salts(graph, steps, resource_versions).items():
+        h.update(name.encode() + b"\1" + salt + b"\2")
+    h.update(("force:" + ",".join(sorted(force))).encode())
+    return h.hexdigest()
 
 
 def unit_key(salt: bytes, inputs: Iterable[tuple[str, str]]) -> str:

@@ -39,7 +39,8 @@ class RichProgress:
 
     def started(self, run_id: str, plan: Plan) -> None:
         """Create one bar per step, starting from what is already cached or failed."""
-        self.console.print(f"run [bold]{run_id}[/]: {plan.items} items")
+        verb = "continuing run" if plan.resumed else "run"
+        self.console.print(f"{verb} [bold]{run_id}[/]: {plan.items} items")
         for step, counts in plan.counts.items():
             total = sum(counts.values())
             self._counts[step] = dict(counts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from conveyor.dag import Graph
 from conveyor.errors import UsageError
 from conveyor.executors import Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
-from conveyor.planner import Plan, plan_run
-from conveyor.scheduler import Scheduler
+from conveyor.planner import Plan, plan_run, plan_signature
+from conveyor.scheduler import LEASE_SECONDS, Scheduler, new_owner
 from conveyor.sources import SourceItem, SourceSpec, check_spec, items_from_iterable, read_source
 from conveyor.store import Store, open_store
-from conveyor.units import RunState, StepStats, UnitState
+from conveyor.units import RunInfo, RunState, StepStats, UnitState
 from conveyor.worker import Runtime
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class RunReport:
     store: str
     duplicates: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
+    resumed: bool = False
 
     @property
     def failed(self) -> int:
@@ -93,39 +95,69 @@ def run_pipeline(
     id_field: str | None = None,
     group_by: Sequence[str] = (),
     buckets: int | None = None,
+    resume: str | None = None,
+    new: bool = False,
 ) -> RunReport:
     """Run ``pipeline`` over ``source`` to the end and return its report. Failures of units do
-    not raise: they are in the report and the ledger."""
+    not raise: they are in the report and the ledger.
+
+    An unfinished run of the same pipeline over the same input with the same code (interrupted,
+    or whose coordinator died) is continued rather than started again, unless ``new``;
+    ``resume`` names the run to continue."""
     graph = pipeline.graph
     steps = select_steps(graph, only, force)
     if workers is not None and workers < 0:
         raise UsageError(f"--workers {workers}: must be 0 (run inline) or more")
     items, description = _items(source, id_field, tuple(group_by), buckets)
     ledger = store if isinstance(store, Store) else open_store(store)
-    run_id = new_run_id()
+    versions = {n: r.code_version for n, r in pipeline.resources.items()}
+    signature = plan_signature(graph, steps, force, versions)
+    owner = new_owner()
+    coordinator = f"{socket.gethostname()}:{os.getpid()}:{owner}"
     started = time.perf_counter()
-    ledger.create_run(
-        run_id,
-        pipeline=pipeline.name,
-        pipeline_file=pipeline_file,
-        source=description,
-        steps=steps,
-        options={"only": list(only), "force": list(force), "workers": workers},
-    )
-    try:
-        plan = plan_run(
-            ledger,
+    run_id = resume
+    if run_id is None and not new and isinstance(source, str | Path):
+        run_id = ledger.find_resumable(pipeline.name, description, signature)
+    planned = adopted = False
+    if run_id is not None:
+        run = ledger.get_run(run_id)
+        _check_resumable(run, pipeline.name, signature)
+        ledger.adopt_run(run.id, coordinator)
+        run_id, planned, adopted = run.id, run.planned, True
+    else:
+        run_id = new_run_id()
+        ledger.create_run(
             run_id,
-            graph,
-            steps,
-            items,
-            force=set(force),
-            resource_versions={n: r.code_version for n, r in pipeline.resources.items()},
+            pipeline=pipeline.name,
+            pipeline_file=pipeline_file,
+            source=description,
+            steps=steps,
+            options={
+                "input": None if not isinstance(source, str | Path) else str(source),
+                "id_field": id_field,
+                "group_by": list(group_by),
+                "buckets": buckets,
+                "only": list(only),
+                "force": list(force),
+            },
+            signature=signature,
+            coordinator=coordinator,
         )
+    try:
+        if planned:
+            plan = _plan_so_far(ledger, run_id, steps)
+        else:
+            plan = plan_run(
+                ledger, run_id, graph, steps, items, force=set(force), resource_versions=versions
+            )
+            ledger.mark_planned(run_id)
+        plan.resumed = adopted
         if observer is not None:
             observer.started(run_id, plan)
         lanes = _executors(pipeline, graph, steps, workers)
-        scheduler = Scheduler(ledger, run_id, graph, steps, lanes, observer)
+        scheduler = Scheduler(
+            ledger, run_id, graph, steps, lanes, observer, owner=owner, coordinator=coordinator
+        )
         for executor in lanes:
             executor.start()
         try:
@@ -154,10 +186,62 @@ def run_pipeline(
         store=ledger.location,
         duplicates=plan.duplicates,
         failures=ledger.failures(run_id, limit=5) if failed else [],
+        resumed=plan.resumed,
     )
     if not isinstance(store, Store):
         ledger.close()
     return report
+
+
+def _check_resumable(run: RunInfo, pipeline: str, signature: str) -> None:
+    """Refuse to continue a run that is finished, of another pipeline or other code, or whose
+    coordinator is still alive."""
+    if run.pipeline != pipeline:
+        raise UsageError(f"run {run.id} is a run of pipeline {run.pipeline!r}, not {pipeline!r}")
+    if run.state in (RunState.COMPLETED, RunState.COMPLETED_WITH_ERRORS):
+        raise UsageError(
+            f"run {run.id} is finished ({run.state.value}); 'conveyor redrive' re-queues its "
+            f"dead units, 'conveyor run' starts a new run (finished units are cached)"
+        )
+    if run.signature != signature:
+        raise UsageError(
+            f"the pipeline's steps or code changed since run {run.id} started, so its planned "
+            f"units no longer match; start a new run with 'conveyor run' (finished units are "
+            f"cached, nothing is recomputed)"
+        )
+    if run.state is RunState.RUNNING and coordinator_alive(run):
+        host, pid, _ = (run.coordinator or "::").split(":", 2)
+        raise UsageError(
+            f"run {run.id} is still running (coordinator pid {pid} on {host}); stop it first "
+            f"or wait for it to finish"
+        )
+
+
+def coordinator_alive(run: RunInfo) -> bool:
+    """Whether the coordinator recorded for ``run`` is still alive: its process exists on this
+    host (or, on another host, it renewed its heartbeat within a lease)."""
+    if not run.coordinator or run.heartbeat_at is None:
+        return False
+    if time.time() - run.heartbeat_at > LEASE_SECONDS:
+        return False
+    host, pid, _ = run.coordinator.split(":", 2)
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def _plan_so_far(ledger: Store, run_id: str, steps: Sequence[str]) -> Plan:
+    plan = Plan(resumed=True)
+    for stat in ledger.step_stats(run_id, steps):
+        plan.counts[stat.step] = {UnitState(k): v for k, v in stat.counts.items()}
+        plan.items = max(plan.items, stat.total)
+    return plan
 
 
 def _items(

@@ -22,13 +22,20 @@ from conveyor.executors.base import Executor, TaskResult
 from conveyor.store.base import Done, Failed, Store
 from conveyor.units import Claim, Task, UnitState, UnitWork
 
-#: How long a claimed unit stays leased before another coordinator may take it.
+#: How long a claimed unit stays leased before another coordinator may take it. The holder
+#: extends its leases every ``HEARTBEAT_SECONDS`` while it lives.
 LEASE_SECONDS = 300.0
+HEARTBEAT_SECONDS = 5.0
 #: Aim for tasks of about this much work, so per-task overhead stays small.
 TASK_SECONDS = 0.05
 MAX_UNITS_PER_TASK = 1024
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
+
+
+def new_owner() -> str:
+    """A fresh lease owner id for a coordinator."""
+    return f"coordinator-{uuid.uuid4().hex[:12]}"
 
 
 class Observer(Protocol):
@@ -58,6 +65,9 @@ class Scheduler:
         steps: Sequence[str],
         lanes: Mapping[Executor, Sequence[str]],
         observer: Observer | None = None,
+        *,
+        owner: str | None = None,
+        coordinator: str | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -72,7 +82,9 @@ class Scheduler:
         }
         self._lanes = [_Lane(ex, tuple(st), deque()) for ex, st in lanes.items() if st]
         self._observer = observer
-        self.owner = f"coordinator-{uuid.uuid4().hex[:12]}"
+        self.owner = owner or new_owner()
+        self.coordinator = coordinator or self.owner
+        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
         self._inflight: dict[int, Claim] = {}  # unit id -> claim
         self._task_ids = 0
         self._mean: dict[str, float] = {}  # step -> moving average of seconds per unit
@@ -91,6 +103,7 @@ class Scheduler:
         """Dispatch and commit until every unit of the run is final."""
         try:
             while True:
+                self._beat()
                 self._dispatch()
                 if not self._inflight:
                     if self.store.unfinished(self.run_id) == 0:
@@ -106,6 +119,14 @@ class Scheduler:
         except BaseException:
             self.store.release(self.run_id, self.owner)
             raise
+
+    def _beat(self) -> None:
+        """Every few seconds: show this coordinator alive, keep its leases, and take back units
+        whose holder stopped renewing theirs."""
+        if time.monotonic() < self._next_beat:
+            return
+        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        self.store.heartbeat(self.run_id, self.coordinator, self.owner, LEASE_SECONDS)
 
     # dispatch ----------------------------------------------------------------------------------
     def _dispatch(self) -> None:

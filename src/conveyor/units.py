@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 
 class UnitState(enum.StrEnum):
@@ -132,3 +132,8 @@ class RunInfo:
     created_at: float
     finished_at: float | None
     message: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+    coordinator: str | None = None  # host:pid:owner of the coordinator holding the run
+    heartbeat_at: float | None = None
+    planned: bool = False
+    signature: str | None = None

@@ -180,6 +180,10 @@ def test_ctrl_c_stops_the_run_and_running_again_finishes_it(project: Path) -> No
         check=True,
     )
     assert json.loads(again.stdout)["state"] == "interrupted"
+    finished_before = dict(
+        db.execute("SELECT id, finished_at FROM units WHERE state = 'done'").fetchall()
+    )
+    db.close()
     finish = subprocess.run(
         [sys.executable, "-m", "conveyor", "run", "pipeline.py", "-i", "docs", "-w", "2"],
         cwd=project,
@@ -189,10 +193,19 @@ def test_ctrl_c_stops_the_run_and_running_again_finishes_it(project: Path) -> No
         timeout=120,
     )
     assert finish.returncode == 1, finish.stderr
+    assert "continuing run" in finish.stderr
     db = sqlite3.connect(ledger)
-    latest = db.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()[0]
-    cached = db.execute(
-        "SELECT count(*) FROM units WHERE run_id = ? AND step = 'words' AND state = 'cached'",
-        (latest,),
-    ).fetchone()[0]
-    assert cached >= done
+    # The same run went on: one run, finished, and no unit done before was run again.
+    assert db.execute("SELECT count(*), min(state) FROM runs").fetchone() == (
+        1,
+        "completed_with_errors",
+    )
+    finished_after = dict(
+        db.execute("SELECT id, finished_at FROM units WHERE state = 'done'").fetchall()
+    )
+    assert len(finished_before) >= done
+    assert all(finished_after[unit] == at for unit, at in finished_before.items())
+    words = dict(
+        db.execute("SELECT state, count(*) FROM units WHERE step = 'words' GROUP BY state")
+    )
+    assert words == {"done": 29, "failed": 1}

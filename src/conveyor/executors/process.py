@@ -3,11 +3,13 @@ coordinator knows which tasks a worker holds and can replace a worker that dies.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -22,6 +24,7 @@ from conveyor.worker import Runtime
 
 #: Tasks sent to a worker ahead of the one it is running, to hide the round trip.
 PREFETCH = 2
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -60,8 +63,14 @@ class ProcessExecutor(Executor):
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe(duplex=True)
+        # The forked worker inherits the coordinator's ends of every pipe; it must close them,
+        # or it never sees end-of-file when the coordinator dies.
+        inherited = [parent, *(w.conn for w in self._workers)]
         process = self._context.Process(
-            target=_worker_main, args=(child, self._factory), name="conveyor-worker", daemon=True
+            target=_worker_main,
+            args=(child, self._factory, inherited),
+            name="conveyor-worker",
+            daemon=True,
         )
         process.start()
         child.close()
@@ -136,6 +145,20 @@ class ProcessExecutor(Executor):
         self._workers.clear()
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker if the coordinator dies, even in the middle
+    of a long unit (elsewhere the closed pipe stops it after the unit)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the coordinator died before prctl took effect
+        os._exit(1)
+
+
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "stopped responding"
@@ -147,9 +170,14 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-def _worker_main(conn: Connection, factory: Callable[[], Runtime]) -> None:
+def _worker_main(
+    conn: Connection, factory: Callable[[], Runtime], inherited: list[Connection]
+) -> None:
     """The worker loop: receive a task, run it, send the outcomes; an empty message stops it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    _die_with_parent()
+    for other in inherited:
+        other.close()
     runtime = factory()
     while True:
         try:

@@ -46,8 +46,29 @@ class Store(abc.ABC):
         source: str,
         steps: Sequence[str],
         options: dict[str, Any],
+        signature: str | None = None,
+        coordinator: str | None = None,
     ) -> None:
-        """Record a new run in the ``running`` state."""
+        """Record a new run in the ``running`` state, held by ``coordinator``; ``signature``
+        identifies the code and options it was planned with."""
+
+    @abc.abstractmethod
+    def adopt_run(self, run_id: str, coordinator: str) -> int:
+        """Take over a run whose coordinator is gone: mark it running under ``coordinator`` and
+        put the units the old one had leased back in the queue; return how many."""
+
+    @abc.abstractmethod
+    def mark_planned(self, run_id: str) -> None:
+        """Record that every item and unit of the run is in the ledger."""
+
+    @abc.abstractmethod
+    def heartbeat(self, run_id: str, coordinator: str, owner: str, lease: float) -> int:
+        """Show ``coordinator`` alive, extend ``owner``'s leases by ``lease`` seconds, and put
+        units whose lease expired (their holder is gone) back in the queue; return how many."""
+
+    @abc.abstractmethod
+    def find_resumable(self, pipeline: str, source: str, signature: str) -> str | None:
+        """The latest unfinished run of the same pipeline, input and signature, if any."""
 
     @abc.abstractmethod
     def set_run_state(self, run_id: str, state: RunState, message: str | None = None) -> None:

@@ -91,6 +91,8 @@ class SQLiteStore(Store):
         source: str,
         steps: Sequence[str],
         options: dict[str, Any],
+        signature: str | None = None,
+        coordinator: str | None = None,
     ) -> None:
         with self._write():
             self._db.execute(
@@ -104,8 +106,38 @@ class SQLiteStore(Store):
                     "steps": json.dumps(list(steps)),
                     "options": json.dumps(options, default=str),
                     "created_at": time.time(),
+                    "signature": signature,
+                    "coordinator": coordinator,
                 },
             )
+
+    def adopt_run(self, run_id: str, coordinator: str) -> int:
+        with self._write():
+            self._db.execute(
+                _Q["adopt_run"], {"id": run_id, "coordinator": coordinator, "now": time.time()}
+            )
+            return self._db.execute(_Q["release_all_running"], {"run_id": run_id}).rowcount
+
+    def mark_planned(self, run_id: str) -> None:
+        with self._write():
+            self._db.execute(_Q["mark_planned"], {"id": run_id})
+
+    def heartbeat(self, run_id: str, coordinator: str, owner: str, lease: float) -> int:
+        now = time.time()
+        with self._write():
+            self._db.execute(
+                _Q["heartbeat_run"], {"id": run_id, "coordinator": coordinator, "now": now}
+            )
+            self._db.execute(
+                _Q["extend_leases"], {"run_id": run_id, "owner": owner, "expires": now + lease}
+            )
+            return self._db.execute(_Q["expire_leases"], {"run_id": run_id, "now": now}).rowcount
+
+    def find_resumable(self, pipeline: str, source: str, signature: str) -> str | None:
+        row = self._db.execute(
+            _Q["find_resumable"], {"pipeline": pipeline, "source": source, "signature": signature}
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def set_run_state(self, run_id: str, state: RunState, message: str | None = None) -> None:
         finished = None if state is RunState.RUNNING else time.time()
@@ -391,7 +423,8 @@ def _statements(sql: str) -> list[str]:
 
 
 def _run_info(row: tuple[Any, ...]) -> RunInfo:
-    run_id, pipeline, pipeline_file, source, state, steps, created, finished, message = row
+    (run_id, pipeline, pipeline_file, source, state, steps, created, finished, message,
+     options, coordinator, heartbeat, planned, signature) = row  # fmt: skip
     return RunInfo(
         id=run_id,
         pipeline=pipeline,
@@ -402,4 +435,9 @@ def _run_info(row: tuple[Any, ...]) -> RunInfo:
         created_at=created,
         finished_at=finished,
         message=message,
+        options=json.loads(options or "{}"),
+        coordinator=coordinator,
+        heartbeat_at=heartbeat,
+        planned=bool(planned),
+        signature=signature,
     )

@@ -2,8 +2,39 @@
 -- Lists are passed as one JSON array parameter and read with json_each.
 
 -- name: insert_run
-INSERT INTO runs (id, pipeline, pipeline_file, source, state, steps, options, created_at)
-VALUES (:id, :pipeline, :pipeline_file, :source, :state, :steps, :options, :created_at);
+INSERT INTO runs (id, pipeline, pipeline_file, source, state, steps, options, created_at,
+                  signature, coordinator, heartbeat_at)
+VALUES (:id, :pipeline, :pipeline_file, :source, :state, :steps, :options, :created_at,
+        :signature, :coordinator, :created_at);
+
+-- name: adopt_run
+UPDATE runs SET state = 'running', coordinator = :coordinator, heartbeat_at = :now,
+                finished_at = NULL, message = NULL
+WHERE id = :id;
+
+-- name: release_all_running
+UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+WHERE run_id = :run_id AND state = 'running';
+
+-- name: mark_planned
+UPDATE runs SET planned = 1 WHERE id = :id;
+
+-- name: heartbeat_run
+UPDATE runs SET heartbeat_at = :now WHERE id = :id AND coordinator = :coordinator;
+
+-- name: extend_leases
+UPDATE units SET lease_expires = :expires
+WHERE run_id = :run_id AND state = 'running' AND lease_owner = :owner;
+
+-- name: expire_leases
+UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+WHERE run_id = :run_id AND state = 'running' AND lease_expires < :now;
+
+-- name: find_resumable
+SELECT id FROM runs
+WHERE pipeline = :pipeline AND source = :source AND signature = :signature
+  AND state IN ('running', 'interrupted', 'failed')
+ORDER BY created_at DESC LIMIT 1;
 
 -- name: set_run_state
 UPDATE runs SET state = :state, message = :message, finished_at = :finished_at WHERE id = :id;
@@ -13,8 +44,8 @@ INSERT OR IGNORE INTO items (run_id, idx, item_id, kind, key, payload, error)
 VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_unit
-INSERT INTO units (run_id, item_idx, step, key, state, waiting, finished_at, error_type,
-                   error_message)
+INSERT OR IGNORE INTO units (run_id, item_idx, step, key, state, waiting, finished_at,
+                             error_type, error_message)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: existing_results
@@ -88,7 +119,8 @@ UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, l
 WHERE run_id = :run_id AND state = 'running' AND lease_owner = :owner;
 
 -- name: get_run
-SELECT id, pipeline, pipeline_file, source, state, steps, created_at, finished_at, message
+SELECT id, pipeline, pipeline_file, source, state, steps, created_at, finished_at, message,
+       options, coordinator, heartbeat_at, planned, signature
 FROM runs WHERE id = :id;
 
 -- name: latest_run
@@ -98,7 +130,8 @@ SELECT id FROM runs ORDER BY created_at DESC LIMIT 1;
 SELECT id FROM runs WHERE id LIKE :prefix || '%' ORDER BY created_at DESC LIMIT 2;
 
 -- name: list_runs
-SELECT id, pipeline, pipeline_file, source, state, steps, created_at, finished_at, message
+SELECT id, pipeline, pipeline_file, source, state, steps, created_at, finished_at, message,
+       options, coordinator, heartbeat_at, planned, signature
 FROM runs ORDER BY created_at DESC LIMIT :limit;
 
 -- name: state_counts
