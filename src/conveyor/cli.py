@@ -289,7 +289,7 @@ def status(
     if run.message:
         out.print(f"  {escape(run.message)}")
     out.print(step_table(stats))
-    failed = sum(s.counts.get("failed", 0) for s in stats)
+    failed = sum(s.counts.get("dead", 0) for s in stats)
     print_failures(out, ledger.failures(run.id, limit=5), failed)
 
 

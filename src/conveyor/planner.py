@@ -142,11 +142,11 @@ def _units(
             node = graph.nodes[name]
             ups = [u for u in node.upstream if u in selected]
             error: ErrorInfo | None = None
-            if any(states[u] in (UnitState.FAILED, UnitState.SKIPPED) for u in ups):
+            if any(states[u] in (UnitState.DEAD, UnitState.SKIPPED) for u in ups):
                 state = UnitState.SKIPPED
                 error = ErrorInfo("Skipped", "skipped because an upstream step failed", "")
             elif item.error and node.uses_item:
-                state = UnitState.FAILED
+                state = UnitState.DEAD
                 error = ErrorInfo("conveyor.errors.InputError", item.error, "")
             elif keys[name] in cached and name not in force:
                 state = UnitState.CACHED

@@ -83,8 +83,8 @@ class RichProgress:
         parts: list[Any] = []
         if counts.get(UnitState.CACHED):
             parts.append(f"[dim]{counts[UnitState.CACHED]} cached[/]")
-        if counts.get(UnitState.FAILED):
-            parts.append(f"[red]{counts[UnitState.FAILED]} failed[/]")
+        if counts.get(UnitState.DEAD):
+            parts.append(f"[red]{counts[UnitState.DEAD]} dead[/]")
         if counts.get(UnitState.SKIPPED):
             parts.append(f"[yellow]{counts[UnitState.SKIPPED]} skipped[/]")
         return " ".join(parts)

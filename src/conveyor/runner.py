@@ -60,7 +60,7 @@ class RunReport:
     @property
     def failed(self) -> int:
         """Units that failed for good."""
-        return sum(s.counts.get(UnitState.FAILED.value, 0) for s in self.stats)
+        return sum(s.counts.get(UnitState.DEAD.value, 0) for s in self.stats)
 
 
 def new_run_id() -> str:
@@ -172,7 +172,7 @@ def run_pipeline(
         ledger.set_run_state(run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     stats = ledger.step_stats(run_id, steps)
-    failed = sum(s.counts.get(UnitState.FAILED.value, 0) for s in stats)
+    failed = sum(s.counts.get(UnitState.DEAD.value, 0) for s in stats)
     state = RunState.COMPLETED_WITH_ERRORS if failed else RunState.COMPLETED
     ledger.set_run_state(run_id, state)
     if observer is not None:

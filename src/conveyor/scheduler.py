@@ -266,9 +266,9 @@ class Scheduler:
                     continue
                 else:
                     failed.append(
-                        (claim, outcome, UnitState.FAILED, None, self._descendants[claim.step])
+                        (claim, outcome, UnitState.DEAD, None, self._descendants[claim.step])
                     )
-                    state = UnitState.FAILED
+                    state = UnitState.DEAD
                     for skipped in self._descendants[claim.step]:
                         tally[(skipped, UnitState.SKIPPED)] = (
                             tally.get((skipped, UnitState.SKIPPED), 0) + 1

@@ -15,7 +15,7 @@ class UnitState(enum.StrEnum):
     RUNNING = "running"  # leased to a worker
     DONE = "done"
     CACHED = "cached"  # its result already existed under its cache key
-    FAILED = "failed"
+    DEAD = "dead"  # failed on its last attempt: in the dead-letter queue
     SKIPPED = "skipped"  # an upstream unit failed
 
     @property
@@ -24,7 +24,7 @@ class UnitState(enum.StrEnum):
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset({UnitState.DONE, UnitState.CACHED, UnitState.FAILED, UnitState.SKIPPED})
+FINAL_STATES = frozenset({UnitState.DONE, UnitState.CACHED, UnitState.DEAD, UnitState.SKIPPED})
 
 
 class RunState(enum.StrEnum):

@@ -72,7 +72,7 @@ def test_run_status_results_and_a_cached_rerun(cli: Cli, project: Path) -> None:
     steps = {s["step"]: s["counts"] for s in state["steps"]}  # type: ignore[union-attr,index]
     assert steps == {
         "text": {"done": 30},
-        "words": {"done": 29, "failed": 1},
+        "words": {"done": 29, "dead": 1},
         "shout": {"done": 30},
         "report": {"done": 29, "skipped": 1},
     }
@@ -91,7 +91,7 @@ def test_run_status_results_and_a_cached_rerun(cli: Cli, project: Path) -> None:
     assert again.returncode == 1
     steps = {s["step"]: s["counts"] for s in status(cli)["steps"]}  # type: ignore[union-attr,index]
     assert steps["text"] == {"cached": 30} and steps["shout"] == {"cached": 30}
-    assert steps["words"] == {"cached": 29, "failed": 1}
+    assert steps["words"] == {"cached": 29, "dead": 1}
 
 
 def test_a_clean_run_exits_zero_and_the_store_can_come_from_the_environment(
@@ -208,4 +208,4 @@ def test_ctrl_c_stops_the_run_and_running_again_finishes_it(project: Path) -> No
     words = dict(
         db.execute("SELECT state, count(*) FROM units WHERE step = 'words' GROUP BY state")
     )
-    assert words == {"done": 29, "failed": 1}
+    assert words == {"done": 29, "dead": 1}

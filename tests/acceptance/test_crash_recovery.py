@@ -99,10 +99,10 @@ def test_resume_after_the_coordinator_is_killed(tmp_path: Path) -> None:
         "completed_with_errors",
     )
     states = dict(db.execute("SELECT state, count(*) FROM units GROUP BY state").fetchall())
-    assert states == {"done": 119, "failed": 1}
+    assert states == {"done": 119, "dead": 1}
     after = dict(db.execute("SELECT id, finished_at FROM units WHERE state = 'done'").fetchall())
     assert all(after[unit] == at for unit, at in before.items()), "a committed unit ran again"
-    (poison_attempts,) = db.execute("SELECT attempts FROM units WHERE state = 'failed'").fetchone()
+    (poison_attempts,) = db.execute("SELECT attempts FROM units WHERE state = 'dead'").fetchone()
     assert poison_attempts == 1
     results = db.execute("SELECT count(*), count(DISTINCT key) FROM results").fetchone()
     assert results[0] == results[1]  # one result per cache key, never two

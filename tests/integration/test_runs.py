@@ -58,7 +58,7 @@ def test_a_run_computes_every_unit_and_records_failures(store_path: Path) -> Non
     assert report.state is cv.RunState.COMPLETED_WITH_ERRORS
     assert counts(report) == {
         "parsed": {"done": 20},
-        "doubled": {"done": 19, "failed": 1},
+        "doubled": {"done": 19, "dead": 1},
         "described": {"done": 19, "skipped": 1},
         "squared": {"done": 20},
     }
@@ -78,7 +78,7 @@ def test_running_again_recomputes_nothing_that_is_done(store_path: Path) -> None
 
     assert counts(again) == {
         "parsed": {"cached": 30},
-        "doubled": {"cached": 29, "failed": 1},  # failures are retried by a new run, not cached
+        "doubled": {"cached": 29, "dead": 1},  # failures are retried by a new run, not cached
         "described": {"cached": 29, "skipped": 1},
         "squared": {"cached": 30},
     }
@@ -197,7 +197,7 @@ def test_retries_recover_transient_failures_and_give_up_after_the_limit(
     items = [{"value": i, "dir": str(tmp_path)} for i in range(6)]
     report = flaky.run(items, store=store_path, workers=2)
 
-    assert counts(report) == {"sometimes": {"done": 6}, "never": {"failed": 6}}
+    assert counts(report) == {"sometimes": {"done": 6}, "never": {"dead": 6}}
     db = sqlite3.connect(store_path)
     attempts = dict(db.execute("SELECT step, max(attempts) FROM units GROUP BY step").fetchall())
     assert attempts == {"sometimes": 2, "never": 2}
@@ -252,7 +252,7 @@ def test_a_batch_that_returns_the_wrong_length_fails_every_unit_in_it(store_path
         return [1]
 
     report = broken.run([{"value": i} for i in range(5)], store=store_path, workers=0)
-    assert counts(report) == {"short": {"failed": 5}}
+    assert counts(report) == {"short": {"dead": 5}}
     assert "returned 1 values for 5 inputs" in report.failures[0]["error_message"]
 
 
@@ -320,7 +320,7 @@ def risky(item: cv.Item) -> int:
 def test_a_killed_worker_is_reported_replaced_and_the_run_goes_on(store_path: Path) -> None:
     # Enough units that tasks carry several: only the unit that kills its worker may fail.
     report = fragile.run([{"value": i} for i in range(400)], store=store_path, workers=2)
-    assert counts(report) == {"risky": {"done": 399, "failed": 1}}
+    assert counts(report) == {"risky": {"done": 399, "dead": 1}}
     [failure] = report.failures
     assert failure["error_type"] == "WorkerLost"
     assert "killed by SIGKILL" in failure["error_message"]

@@ -97,9 +97,9 @@ def test_a_final_failure_skips_descendants_and_records_the_attempt(store_path: P
     [claim] = store.claim("r1", ["a"], 1, owner="me", lease=60)
     error = ErrorInfo("ValueError", "bad", "Traceback ...")
     outcome = Outcome(claim.unit_id, claim.fence, None, error, 1.0, 0.5)
-    store.commit("r1", [], [(claim, outcome, UnitState.FAILED, None, ("b",))])
+    store.commit("r1", [], [(claim, outcome, UnitState.DEAD, None, ("b",))])
     stats = {s.step: s.counts for s in store.step_stats("r1", ["a", "b"])}
-    assert stats == {"a": {"failed": 1}, "b": {"skipped": 1}}
+    assert stats == {"a": {"dead": 1}, "b": {"skipped": 1}}
     [failure] = store.failures("r1")
     assert (failure["item"], failure["error_type"], failure["error_message"]) == (
         "item0",

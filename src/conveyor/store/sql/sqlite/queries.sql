@@ -155,7 +155,7 @@ SELECT min(not_before) FROM units WHERE run_id = :run_id AND state = 'ready';
 -- name: failures
 SELECT i.item_id, u.step, u.state, u.attempts, u.error_type, u.error_message, u.traceback
 FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
-WHERE u.run_id = :run_id AND u.state = 'failed'
+WHERE u.run_id = :run_id AND u.state = 'dead'
 ORDER BY u.id LIMIT :limit;
 
 -- name: export_page
