@@ -21,6 +21,7 @@ from conveyor.errors import (
 )
 from conveyor.item import Item, ItemKind
 from conveyor.pipeline import Pipeline
+from conveyor.retry import Retry
 from conveyor.runner import RunReport
 from conveyor.units import RunState, UnitState
 
@@ -33,6 +34,7 @@ __all__ = [
     "Item",
     "ItemKind",
     "Pipeline",
+    "Retry",
     "RunNotFound",
     "RunReport",
     "RunState",

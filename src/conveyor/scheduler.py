@@ -7,7 +7,6 @@ that still holds the token counts. Batch and stream runs share this loop."""
 from __future__ import annotations
 
 import math
-import random
 import time
 import uuid
 from collections import deque
@@ -19,8 +18,9 @@ from typing import Any, Protocol
 from conveyor.dag import Graph
 from conveyor.errors import StoreError
 from conveyor.executors.base import Executor, TaskResult
+from conveyor.retry import RetryDecision, decide
 from conveyor.store.base import Done, Failed, Store
-from conveyor.units import Claim, Task, UnitState, UnitWork
+from conveyor.units import Claim, ErrorInfo, Task, UnitState, UnitWork
 
 #: How long a claimed unit stays leased before another coordinator may take it. The holder
 #: extends its leases every ``HEARTBEAT_SECONDS`` while it lives.
@@ -29,8 +29,12 @@ HEARTBEAT_SECONDS = 5.0
 #: Aim for tasks of about this much work, so per-task overhead stays small.
 TASK_SECONDS = 0.05
 MAX_UNITS_PER_TASK = 1024
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 30.0
+
+
+def _describe(decision: RetryDecision) -> str:
+    if decision.retry:
+        return f"retry in {decision.delay:.2f}s ({decision.reason})"
+    return f"give up ({decision.reason})"
 
 
 def new_owner() -> str:
@@ -259,14 +263,16 @@ class Scheduler:
                 if outcome.error is None:
                     done.append((claim, outcome, self._downstream[claim.step]))
                     state = UnitState.DONE
-                elif claim.attempt <= self.graph.nodes[claim.step].step.options.retries:
-                    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (claim.attempt - 1))
-                    retry_at = now + delay * random.uniform(0.5, 1.0)
-                    failed.append((claim, outcome, UnitState.READY, retry_at, ()))
+                elif (decision := self._decide(claim, outcome.error)).retry:
+                    retry_at = now + decision.delay
+                    failed.append(
+                        (claim, outcome, UnitState.READY, retry_at, (), _describe(decision))
+                    )
                     continue
                 else:
+                    descendants = self._descendants[claim.step]
                     failed.append(
-                        (claim, outcome, UnitState.DEAD, None, self._descendants[claim.step])
+                        (claim, outcome, UnitState.DEAD, None, descendants, _describe(decision))
                     )
                     state = UnitState.DEAD
                     for skipped in self._descendants[claim.step]:
@@ -278,6 +284,17 @@ class Scheduler:
         if self._observer is not None:
             for (step, state), count in tally.items():
                 self._observer.advanced(step, state, count)
+
+    def _decide(self, claim: Claim, error: ErrorInfo) -> RetryDecision:
+        options = self.graph.nodes[claim.step].step.options
+        return decide(
+            attempt=claim.attempt,
+            retries=options.retries,
+            retryable=error.retryable,
+            requested_delay=error.delay,
+            backoff=options.backoff,
+            backoff_max=options.backoff_max,
+        )
 
     def _learn(self, step: str, duration: float) -> None:
         mean = self._mean.get(step)

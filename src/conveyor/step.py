@@ -31,6 +31,10 @@ class StepOptions:
     batch_size: int | None = None
     executor: str = "process"
     concurrency: int | None = None
+    backoff: float = 1.0
+    backoff_max: float = 300.0
+    retry_on: tuple[type[BaseException], ...] = ()
+    give_up_on: tuple[type[BaseException], ...] = ()
 
 
 _OPTION_NAMES = tuple(StepOptions.__dataclass_fields__)
@@ -72,6 +76,13 @@ def parse_options(step: str, options: Mapping[str, Any]) -> StepOptions:
             f"{_suggest(str(executor), EXECUTORS)}"
         )
     concurrency = _positive_int(step, "concurrency", options.get("concurrency"))
+    backoff = _duration(step, "backoff", options.get("backoff", 1.0))
+    backoff_max = _duration(step, "backoff_max", options.get("backoff_max", 300.0))
+    if backoff_max < backoff:
+        raise DefinitionError(
+            f"step {step!r}: backoff_max={backoff_max:g}s is shorter than backoff={backoff:g}s; "
+            f"the cap must be at least the first delay"
+        )
     return StepOptions(
         retries=retries,
         timeout=timeout,
@@ -79,7 +90,31 @@ def parse_options(step: str, options: Mapping[str, Any]) -> StepOptions:
         batch_size=batch_size,
         executor=executor,
         concurrency=concurrency,
+        backoff=backoff,
+        backoff_max=backoff_max,
+        retry_on=_exception_types(step, "retry_on", options.get("retry_on")),
+        give_up_on=_exception_types(step, "give_up_on", options.get("give_up_on")),
     )
+
+
+def _duration(step: str, name: str, value: object) -> float:
+    try:
+        return parse_duration(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise DefinitionError(f"step {step!r}: {name}={exc}") from None
+
+
+def _exception_types(step: str, name: str, value: object) -> tuple[type[BaseException], ...]:
+    if value is None:
+        return ()
+    types = tuple(value) if isinstance(value, list | tuple | set | frozenset) else (value,)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise DefinitionError(
+                f"step {step!r}: {name} must be exception classes, e.g. {name}=(TimeoutError,); "
+                f"got {t!r}"
+            )
+    return types
 
 
 def _positive_int(step: str, name: str, value: object) -> int | None:

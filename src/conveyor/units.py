@@ -42,11 +42,14 @@ class RunState(enum.StrEnum):
 
 
 class ErrorInfo(NamedTuple):
-    """A failure as recorded in the ledger."""
+    """A failure as recorded in the ledger; ``retryable`` and ``delay`` are the worker's
+    classification of it under the step's retry options."""
 
     type: str
     message: str
     traceback: str
+    retryable: bool = True
+    delay: float | None = None
 
 
 class Claim(NamedTuple):

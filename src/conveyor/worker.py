@@ -14,8 +14,9 @@ from typing import Any
 
 from conveyor.dag import Graph
 from conveyor.errors import InputError
+from conveyor.retry import classify
 from conveyor.sources import rebuild_item
-from conveyor.step import ITEM
+from conveyor.step import ITEM, StepOptions
 from conveyor.units import ErrorInfo, Outcome, Task, UnitWork
 
 
@@ -72,7 +73,12 @@ class Runtime:
             payload = _dumps(unit.step, value)
         except Exception as exc:
             return Outcome(
-                unit.unit_id, unit.fence, None, error_info(exc), started, time.perf_counter() - t0
+                unit.unit_id,
+                unit.fence,
+                None,
+                error_info(exc, step.options),
+                started,
+                time.perf_counter() - t0,
             )
         return Outcome(unit.unit_id, unit.fence, payload, None, started, time.perf_counter() - t0)
 
@@ -92,7 +98,7 @@ class Runtime:
                     unit.unit_id,
                     unit.fence,
                     None,
-                    error_info(exc),
+                    error_info(exc, node.step.options),
                     started,
                     time.perf_counter() - t0,
                 )
@@ -124,11 +130,16 @@ class Runtime:
                         )
                     except Exception as exc:
                         outcomes[unit.unit_id] = Outcome(
-                            unit.unit_id, unit.fence, None, error_info(exc), started, share
+                            unit.unit_id,
+                            unit.fence,
+                            None,
+                            error_info(exc, node.step.options),
+                            started,
+                            share,
                         )
             except Exception as exc:
                 share = (time.perf_counter() - t0) / len(good)
-                info = error_info(exc)
+                info = error_info(exc, node.step.options)
                 for unit in good:
                     outcomes[unit.unit_id] = Outcome(
                         unit.unit_id, unit.fence, None, info, started, share
@@ -171,8 +182,9 @@ def _dumps(step: str, value: Any) -> bytes:
         ) from exc
 
 
-def error_info(exc: BaseException) -> ErrorInfo:
-    """The exception's type, message and traceback, without Conveyor's own frames on top."""
+def error_info(exc: BaseException, options: StepOptions | None = None) -> ErrorInfo:
+    """The exception's type, message and traceback, without Conveyor's own frames on top, and
+    whether the step's retry options allow another attempt."""
     cls = type(exc)
     name = (
         cls.__qualname__
@@ -183,4 +195,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
     while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
         tb = tb.tb_next
     text = "".join(traceback.format_exception(cls, exc, tb))
-    return ErrorInfo(name, str(exc), text)
+    verdict = classify(exc, options.retry_on, options.give_up_on) if options else None
+    if verdict is None:
+        return ErrorInfo(name, str(exc), text)
+    return ErrorInfo(name, str(exc), text, verdict.retryable, verdict.delay)

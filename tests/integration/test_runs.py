@@ -176,7 +176,7 @@ flaky = cv.Pipeline("flaky")
 MARKS = Path(os.environ.get("CONVEYOR_TEST_MARKS", "/tmp"))
 
 
-@flaky.step(retries=2)
+@flaky.step(retries=2, backoff="10ms")
 def sometimes(item: cv.Item) -> str:
     # fails on the first attempt of every item: the marker file survives the attempt
     mark = Path(item["dir"]) / f"{item['value']}.seen"
@@ -186,7 +186,7 @@ def sometimes(item: cv.Item) -> str:
     return "ok"
 
 
-@flaky.step(retries=1)
+@flaky.step(retries=1, backoff="10ms")
 def never(item: cv.Item) -> str:
     raise RuntimeError("always broken")
 
@@ -415,3 +415,50 @@ def test_export_formats_round_trip(tmp_path: Path, store_path: Path) -> None:
         "described": None,
         "squared": 169,
     }
+
+
+policies = cv.Pipeline("policies")
+
+
+@policies.step(retries=3, backoff="10ms", retry_on=(ConnectionError,))
+def only_connection_errors(item: cv.Item) -> str:
+    if item["kind"] == "conn":
+        raise ConnectionError("refused")
+    raise KeyError("no such thing")
+
+
+@policies.step(retries=2, backoff="10ms")
+def asks_to_wait(item: cv.Item) -> str:
+    raise cv.Retry("rate limited", delay="20ms")
+
+
+def test_retry_policies_are_applied_and_each_decision_recorded(store_path: Path) -> None:
+    report = policies.run(
+        [{"kind": "conn"}, {"kind": "key"}], store=store_path, workers=0, id_field="kind"
+    )
+    assert counts(report) == {"only_connection_errors": {"dead": 2}, "asks_to_wait": {"dead": 2}}
+    db = sqlite3.connect(store_path)
+    attempts = dict(
+        db.execute(
+            "SELECT i.item_id || '/' || u.step, u.attempts FROM units u "
+            "JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx"
+        ).fetchall()
+    )
+    assert attempts == {
+        "conn/only_connection_errors": 4,  # retried three times
+        "key/only_connection_errors": 1,  # KeyError is not in retry_on: dead at once
+        "conn/asks_to_wait": 3,
+        "key/asks_to_wait": 3,
+    }
+    decisions = [
+        row[0]
+        for row in db.execute(
+            "SELECT a.decision FROM attempts a JOIN units u ON u.id = a.unit_id "
+            "WHERE u.step = 'asks_to_wait' ORDER BY a.unit_id, a.attempt"
+        )
+    ]
+    assert decisions[:3] == [
+        "retry in 0.02s (the step asked to retry)",
+        "retry in 0.02s (the step asked to retry)",
+        "give up (attempt 3 of 3: no retries left)",
+    ]

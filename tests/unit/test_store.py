@@ -97,7 +97,7 @@ def test_a_final_failure_skips_descendants_and_records_the_attempt(store_path: P
     [claim] = store.claim("r1", ["a"], 1, owner="me", lease=60)
     error = ErrorInfo("ValueError", "bad", "Traceback ...")
     outcome = Outcome(claim.unit_id, claim.fence, None, error, 1.0, 0.5)
-    store.commit("r1", [], [(claim, outcome, UnitState.DEAD, None, ("b",))])
+    store.commit("r1", [], [(claim, outcome, UnitState.DEAD, None, ("b",), "give up")])
     stats = {s.step: s.counts for s in store.step_stats("r1", ["a", "b"])}
     assert stats == {"a": {"dead": 1}, "b": {"skipped": 1}}
     [failure] = store.failures("r1")
@@ -114,7 +114,7 @@ def test_a_retry_waits_until_its_time(store_path: Path) -> None:
     new_run(store, items=1)
     [claim] = store.claim("r1", ["a"], 1, owner="me", lease=60)
     outcome = Outcome(claim.unit_id, claim.fence, None, ErrorInfo("E", "m", ""), 1.0, 0.1)
-    store.commit("r1", [], [(claim, outcome, UnitState.READY, 4e9, ())])
+    store.commit("r1", [], [(claim, outcome, UnitState.READY, 4e9, (), "retry")])
     assert store.claim("r1", ["a"], 1, owner="me", lease=60) == []
     assert store.next_retry_time("r1") == 4e9
 

@@ -19,9 +19,10 @@ from conveyor.units import (
 
 #: A finished unit: its claim, its outcome, and the steps of the same item that take its output.
 Done = tuple[Claim, Outcome, Sequence[str]]
-#: A failed attempt: claim, outcome, the state it moves to (``failed`` or ``ready`` for a retry),
-#: the earliest retry time, and the steps to skip when the failure is final.
-Failed = tuple[Claim, Outcome, UnitState, float | None, Sequence[str]]
+#: A failed attempt: claim, outcome, the state it moves to (``dead`` or ``ready`` for a retry),
+#: the earliest retry time, the steps to skip when the failure is final, and the retry decision
+#: in words (recorded with the attempt).
+Failed = tuple[Claim, Outcome, UnitState, float | None, Sequence[str], str]
 #: A unit to insert: (item index, step, cache key, state, waiting count, error or None).
 UnitRow = tuple[int, str, str, UnitState, int, ErrorInfo | None]
 

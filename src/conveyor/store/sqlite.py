@@ -261,7 +261,7 @@ class SQLiteStore(Store):
                 stale += 1 - db.execute(_Q["requeue"], (claim.unit_id, claim.fence)).rowcount
             if promote:
                 db.executemany(_Q["promote"], promote)
-            for claim, outcome, state, not_before, descendants in failed:
+            for claim, outcome, state, not_before, descendants, decision in failed:
                 error = outcome.error or ErrorInfo("Error", "unknown error", "")
                 changed = db.execute(
                     _Q["unit_failed"],
@@ -291,6 +291,8 @@ class SQLiteStore(Store):
                         "error_type": error.type,
                         "error_message": error.message,
                         "traceback": error.traceback,
+                        "decision": decision,
+                        "retry_at": not_before,
                     },
                 )
                 if state.final and descendants:

@@ -95,8 +95,9 @@ WHERE id = :id AND fence = :fence AND state = 'running';
 
 -- name: insert_attempt
 INSERT OR REPLACE INTO attempts (unit_id, attempt, started_at, duration, error_type,
-                                 error_message, traceback)
-VALUES (:id, :attempt, :started_at, :duration, :error_type, :error_message, :traceback);
+                                 error_message, traceback, decision, retry_at)
+VALUES (:id, :attempt, :started_at, :duration, :error_type, :error_message, :traceback,
+        :decision, :retry_at);
 
 -- name: promote
 UPDATE units
