@@ -16,11 +16,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from conveyor.errors import ConveyorError, UsageError
-from conveyor.report import print_failures, run_header, runs_table, seconds, step_table
+from conveyor.report import (
+    errors_table,
+    print_failures,
+    run_header,
+    runs_table,
+    seconds,
+    step_table,
+)
 from conveyor.units import RunState
 
 if TYPE_CHECKING:
@@ -368,6 +377,152 @@ def check(
             f"  [bold]{name}[/]({', '.join(inputs)}){uses} "
             f"[dim]{' '.join(extras)} version {node.step.version}[/]"
         )
+
+
+dlq = typer.Typer(
+    help="The dead-letter queue: units that failed their last attempt.", no_args_is_help=True
+)
+app.add_typer(dlq, name="dlq")
+RunArg = Annotated[str | None, typer.Argument(help="Run id or prefix (default: latest).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@dlq.command("list")
+@handled
+def dlq_list(
+    run_id: RunArg = None,
+    step: Annotated[str | None, typer.Option("--step", help="Only this step.")] = None,
+    error: Annotated[
+        str | None, typer.Option("--error", help="Only this error signature (or a prefix).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many.")] = 100,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a run's dead units with their error."""
+    from conveyor.store import open_store
+
+    ledger = open_store(store, create=False)
+    run = ledger.get_run(run_id)
+    units = ledger.dead_units(run.id, step=step, signature=error, limit=limit)
+    if as_json:
+        print(json.dumps(units, indent=2))
+        return
+    if not units:
+        out.print(f"run {run.id}: the dead-letter queue is empty")
+        return
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for name in ("unit", "item", "step", "attempts", "signature", "error"):
+        table.add_column(name, no_wrap=name != "error")
+    for u in units:
+        first = (u["error_message"] or "").strip().splitlines()
+        table.add_row(
+            str(u["unit"]), escape(u["item"]), u["step"], str(u["attempts"]),
+            u["signature"] or "-", escape(f"{u['error_type']}: {first[0] if first else ''}"),
+        )  # fmt: skip
+    out.print(table)
+    out.print(f"details: conveyor dlq show UNIT; re-queue after a fix: conveyor redrive {run.id}")
+
+
+@dlq.command("show")
+@handled
+def dlq_show(
+    unit: Annotated[int, typer.Argument(help="The unit id (from 'conveyor dlq list').")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one unit: its input, every attempt with its decision, and the full traceback."""
+    from conveyor.sources import rebuild_item
+    from conveyor.store import open_store
+
+    ledger = open_store(store, create=False)
+    detail = ledger.unit_detail(unit)
+    if detail is None:
+        raise UsageError(f"no unit {unit} in the ledger; 'conveyor dlq list' shows dead units")
+    payload = detail.pop("payload")
+    item = rebuild_item(detail["kind"], detail["item"], payload)
+    detail["input"] = str(item.path) if detail["kind"] == "file" else {
+        k: repr(v) for k, v in item.fields.items()
+    }  # fmt: skip
+    if as_json:
+        print(json.dumps(detail, indent=2, default=str))
+        return
+    out.print(
+        f"unit [bold]{detail['unit']}[/] of run {detail['run']}: step [bold]{detail['step']}[/] "
+        f"on item [bold]{escape(detail['item'])}[/] is [red]{detail['state']}[/] after "
+        f"{_plural(detail['attempts'], 'attempt')}"
+    )
+    out.print(f"input: {escape(str(detail['input']))}")
+    for a in detail["attempt_log"]:
+        out.print(
+            f"  attempt {a['attempt']}: {escape(str(a['error_type']))}: "
+            f"{escape((a['error_message'] or '').strip()[:200])} "
+            f"[dim]({seconds(a['duration'])}; {escape(a['decision'] or '')})[/]"
+        )
+    if detail["traceback"]:
+        out.print(escape(detail["traceback"].rstrip()), soft_wrap=True)
+
+
+@app.command()
+@handled
+def errors(
+    run_id: RunArg = None,
+    store: StoreOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many groups.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Group a run's failures by step, exception type and message (numbers, ids and paths
+    masked), with counts, first/last seen and sample items."""
+    from conveyor.store import open_store
+
+    ledger = open_store(store, create=False)
+    run = ledger.get_run(run_id)
+    groups = ledger.error_groups(run.id, limit=limit)
+    if as_json:
+        print(json.dumps({"run": run.id, "groups": groups}, indent=2))
+        return
+    if not groups:
+        out.print(f"run {run.id}: no failures")
+        return
+    out.print(errors_table(groups))
+
+
+@app.command()
+@handled
+def redrive(
+    run_id: RunArg = None,
+    step: Annotated[str | None, typer.Option("--step", help="Only this step's units.")] = None,
+    error: Annotated[
+        str | None, typer.Option("--error", help="Only units with this error signature.")
+    ] = None,
+    store: StoreOpt = None,
+    workers: WorkersOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Re-queue dead units (and the units they skipped) after a fix, and finish the run."""
+    from conveyor.loader import load_pipeline
+    from conveyor.progress import RichProgress
+    from conveyor.runner import redrive_run
+    from conveyor.store import open_store
+
+    ledger = open_store(store, create=False)
+    run = ledger.get_run(run_id)
+    if not run.pipeline_file:
+        raise UsageError(
+            f"run {run.id} was started from Python; redrive it from Python with "
+            f"conveyor.runner.redrive_run(pipe, {run.id!r})"
+        )
+    pipe, _ = load_pipeline(run.pipeline_file)
+    report = redrive_run(
+        pipe,
+        run.id,
+        store=ledger,
+        step=step,
+        error=error,
+        workers=workers,
+        observer=RichProgress(err) if progress else None,
+    )
+    _finish(report)
 
 
 def _plural(count: int, noun: str) -> str:

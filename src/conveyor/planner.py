@@ -162,3 +162,39 @@ def _units(
             )
             rows.append((idx, name, keys[name], state, waiting, error))
     return rows
+
+
+def replan_item(
+    graph: Graph,
+    steps: Sequence[str],
+    salts: dict[str, bytes],
+    item_key: str,
+    units: dict[str, tuple[int, UnitState, str]],
+    redrive: set[str],
+) -> list[tuple[int, UnitState, int, str]]:
+    """For one item, the units to put back in the queue when its ``redrive`` steps' dead units
+    are redriven: those units and the dependents they had skipped, with cache keys computed from
+    the current code (the fix) and states from what their inputs are now. A dependent that
+    still has another dead input stays skipped."""
+    states = {step: state for step, (_, state, _) in units.items()}
+    keys = {step: key for step, (_, _, key) in units.items()}
+    changed: set[str] = set()
+    resets: list[tuple[int, UnitState, int, str]] = []
+    for name in steps:
+        if name not in units:
+            continue
+        unit_id, state, _ = units[name]
+        node = graph.nodes[name]
+        ups = [u for u in node.upstream if u in units]
+        if not (name in redrive or (state is UnitState.SKIPPED and changed & set(ups))):
+            continue
+        if any(states[u] in (UnitState.DEAD, UnitState.SKIPPED) for u in ups):
+            continue  # another input is still dead: stays skipped
+        inputs = [(ITEM, item_key)] if node.uses_item else []
+        inputs += [(u, keys[u]) for u in node.upstream]
+        keys[name] = unit_key(salts[name], inputs)
+        waiting = sum(1 for u in ups if states[u] not in (UnitState.DONE, UnitState.CACHED))
+        states[name] = UnitState.READY if waiting == 0 else UnitState.PENDING
+        changed.add(name)
+        resets.append((unit_id, states[name], waiting, keys[name]))
+    return resets

@@ -114,3 +114,26 @@ def print_failures(console: Console, failures: Sequence[dict[str, Any]], total: 
             markup=True,
             highlight=False,
         )
+
+
+def errors_table(groups: Sequence[dict[str, Any]]) -> Table:
+    """Failures grouped by signature, most frequent first."""
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for name in ("signature", "step", "count", "first seen", "last seen", "error", "e.g. items"):
+        table.add_column(name, no_wrap=name not in ("error", "e.g. items"))
+    for g in groups:
+        first = (g["message"] or "").strip().splitlines()
+        table.add_row(
+            g["signature"] or "-",
+            escape(g["step"]),
+            str(g["count"]),
+            _clock(g["first_seen"]),
+            _clock(g["last_seen"]),
+            escape(f"{g['error_type']}: {first[0] if first else ''}"),
+            escape(", ".join(g["samples"])),
+        )
+    return table
+
+
+def _clock(when: float | None) -> str:
+    return "-" if when is None else datetime.fromtimestamp(when).strftime("%H:%M:%S")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from conveyor.dag import Graph
 from conveyor.errors import UsageError
 from conveyor.executors import Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
-from conveyor.planner import Plan, plan_run, plan_signature
+from conveyor.planner import Plan, plan_run, plan_signature, replan_item, step_salts
 from conveyor.scheduler import LEASE_SECONDS, Scheduler, new_owner
 from conveyor.sources import SourceItem, SourceSpec, check_spec, items_from_iterable, read_source
 from conveyor.store import Store, open_store
@@ -152,6 +152,95 @@ def run_pipeline(
             )
             ledger.mark_planned(run_id)
         plan.resumed = adopted
+    except BaseException as exc:
+        _record_end(ledger, run_id, exc)
+        raise
+    return _execute(
+        pipeline, ledger, run_id, steps, plan, workers, observer, owner, coordinator, started,
+        close=not isinstance(store, Store),
+    )  # fmt: skip
+
+
+def redrive_run(
+    pipeline: Pipeline,
+    run_id: str | None = None,
+    *,
+    store: str | Path | Store | None = None,
+    step: str | None = None,
+    error: str | None = None,
+    workers: int | None = None,
+    observer: RunObserver | None = None,
+) -> RunReport:
+    """Re-queue a run's dead units (of ``step``, with error signature ``error``) and the units
+    they had skipped, with cache keys from the current code, and run them to the end."""
+    ledger = store if isinstance(store, Store) else open_store(store, create=False)
+    run = ledger.get_run(run_id)
+    if run.pipeline != pipeline.name:
+        raise UsageError(
+            f"run {run.id} is a run of pipeline {run.pipeline!r}, not {pipeline.name!r}"
+        )
+    if run.state is RunState.RUNNING and coordinator_alive(run):
+        raise UsageError(f"run {run.id} is still running; redrive it once it has finished")
+    graph = pipeline.graph
+    missing = [s for s in run.steps if s not in graph.nodes]
+    if missing:
+        raise UsageError(
+            f"run {run.id} has steps the pipeline no longer defines ({', '.join(missing)}); "
+            f"start a new run instead"
+        )
+    dead = ledger.dead_units(run.id, step=step, signature=error)
+    if not dead:
+        what = " ".join(f for f in (f"of step {step!r}" if step else "",
+                                    f"with error {error!r}" if error else "") if f)  # fmt: skip
+        raise UsageError(f"run {run.id} has no dead units {what}".rstrip() + "; nothing to redrive")
+    steps = list(run.steps)
+    versions = {n: r.code_version for n, r in pipeline.resources.items()}
+    force = run.options.get("force") or []
+    signature = plan_signature(graph, steps, force, versions)
+    salts = step_salts(graph, steps, versions)
+    by_item: dict[int, set[str]] = {}
+    for unit in dead:
+        by_item.setdefault(unit["item_idx"], set()).add(unit["step"])
+    resets: list[tuple[int, UnitState, int, str]] = []
+    idxs = sorted(by_item)
+    for start in range(0, len(idxs), 1000):
+        rows = ledger.units_of_items(run.id, idxs[start : start + 1000])
+        per_item: dict[int, dict[str, tuple[int, UnitState, str]]] = {}
+        item_keys: dict[int, str] = {}
+        for unit_id, idx, name, state, key, item_key in rows:
+            per_item.setdefault(idx, {})[name] = (unit_id, state, key)
+            item_keys[idx] = item_key
+        for idx, units in per_item.items():
+            resets += replan_item(graph, steps, salts, item_keys[idx], units, by_item[idx])
+    owner = new_owner()
+    coordinator = f"{socket.gethostname()}:{os.getpid()}:{owner}"
+    started = time.perf_counter()
+    ledger.reset_units(run.id, resets, signature)
+    ledger.adopt_run(run.id, coordinator)
+    plan = _plan_so_far(ledger, run.id, steps)
+    return _execute(
+        pipeline, ledger, run.id, steps, plan, workers, observer, owner, coordinator, started,
+        close=not isinstance(store, Store),
+    )  # fmt: skip
+
+
+def _execute(
+    pipeline: Pipeline,
+    ledger: Store,
+    run_id: str,
+    steps: Sequence[str],
+    plan: Plan,
+    workers: int | None,
+    observer: RunObserver | None,
+    owner: str,
+    coordinator: str,
+    started: float,
+    *,
+    close: bool,
+) -> RunReport:
+    """Schedule a planned run to the end, record how it ended, and report."""
+    graph = pipeline.graph
+    try:
         if observer is not None:
             observer.started(run_id, plan)
         lanes = _executors(pipeline, graph, steps, workers)
@@ -165,15 +254,12 @@ def run_pipeline(
         finally:
             for executor in lanes:
                 executor.shutdown()
-    except KeyboardInterrupt:
-        ledger.set_run_state(run_id, RunState.INTERRUPTED, "interrupted by the user")
-        raise
     except BaseException as exc:
-        ledger.set_run_state(run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
+        _record_end(ledger, run_id, exc)
         raise
     stats = ledger.step_stats(run_id, steps)
-    failed = sum(s.counts.get(UnitState.DEAD.value, 0) for s in stats)
-    state = RunState.COMPLETED_WITH_ERRORS if failed else RunState.COMPLETED
+    dead = sum(s.counts.get(UnitState.DEAD.value, 0) for s in stats)
+    state = RunState.COMPLETED_WITH_ERRORS if dead else RunState.COMPLETED
     ledger.set_run_state(run_id, state)
     if observer is not None:
         observer.finished(stats)
@@ -185,12 +271,19 @@ def run_pipeline(
         items=plan.items,
         store=ledger.location,
         duplicates=plan.duplicates,
-        failures=ledger.failures(run_id, limit=5) if failed else [],
+        failures=ledger.failures(run_id, limit=5) if dead else [],
         resumed=plan.resumed,
     )
-    if not isinstance(store, Store):
+    if close:
         ledger.close()
     return report
+
+
+def _record_end(ledger: Store, run_id: str, exc: BaseException) -> None:
+    if isinstance(exc, KeyboardInterrupt):
+        ledger.set_run_state(run_id, RunState.INTERRUPTED, "interrupted by the user")
+    else:
+        ledger.set_run_state(run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
 
 
 def _check_resumable(run: RunInfo, pipeline: str, signature: str) -> None:

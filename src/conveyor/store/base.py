@@ -142,6 +142,39 @@ class Store(abc.ABC):
     def next_retry_time(self, run_id: str) -> float | None:
         """The earliest time a ready-but-delayed unit may be claimed."""
 
+    # the dead-letter queue ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def dead_units(
+        self,
+        run_id: str,
+        *,
+        step: str | None = None,
+        signature: str | None = None,
+        limit: int = -1,
+    ) -> list[dict[str, Any]]:
+        """Dead units of a run, optionally of one step or error signature (prefix)."""
+
+    @abc.abstractmethod
+    def unit_detail(self, unit_id: int) -> dict[str, Any] | None:
+        """Everything recorded about one unit, with its attempts."""
+
+    @abc.abstractmethod
+    def error_groups(self, run_id: str, limit: int = 50, samples: int = 3) -> list[dict[str, Any]]:
+        """Dead units grouped by error signature: counts, first/last seen, sample item ids."""
+
+    @abc.abstractmethod
+    def units_of_items(
+        self, run_id: str, idxs: Sequence[int]
+    ) -> list[tuple[int, int, str, UnitState, str, str]]:
+        """(unit id, item index, step, state, cache key, item key) of every unit of these items."""
+
+    @abc.abstractmethod
+    def reset_units(
+        self, run_id: str, rows: Sequence[tuple[int, UnitState, int, str]], signature: str
+    ) -> None:
+        """Put units back to (state, waiting, cache key) with a clean slate of attempts and
+        errors, and record the signature of the code the run now continues with."""
+
     # reports -----------------------------------------------------------------------------------
     @abc.abstractmethod
     def step_stats(self, run_id: str, steps: Sequence[str]) -> list[StepStats]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import RunNotFound, StoreError
+from conveyor.signatures import signature
 from conveyor.store.base import Done, Failed, Store, UnitRow
 from conveyor.store.sqlfiles import load_migrations, load_queries
 from conveyor.units import (
@@ -19,6 +20,7 @@ from conveyor.units import (
     RunInfo,
     RunState,
     StepStats,
+    UnitState,
 )
 
 _Q = load_queries("sqlite")
@@ -189,6 +191,9 @@ class SQLiteStore(Store):
                 now if state.final else None,
                 error.type if error else None,
                 error.message if error else None,
+                signature(step, error.type, error.message)
+                if error and state is UnitState.DEAD
+                else None,
             )
             for idx, step, key, state, waiting, error in units
         ]
@@ -276,6 +281,9 @@ class SQLiteStore(Store):
                         "error_type": error.type,
                         "error_message": error.message,
                         "traceback": error.traceback,
+                        "signature": signature(claim.step, error.type, error.message)
+                        if state is UnitState.DEAD
+                        else None,
                     },
                 ).rowcount
                 if changed != 1:
@@ -348,6 +356,78 @@ class SQLiteStore(Store):
     def next_retry_time(self, run_id: str) -> float | None:
         row = self._db.execute(_Q["next_not_before"], {"run_id": run_id}).fetchone()
         return None if row[0] is None else float(row[0])
+
+    # the dead-letter queue ----------------------------------------------------------------------
+    def dead_units(
+        self,
+        run_id: str,
+        *,
+        step: str | None = None,
+        signature: str | None = None,
+        limit: int = -1,
+    ) -> list[dict[str, Any]]:
+        cursor = self._db.execute(
+            _Q["dead_units"],
+            {"run_id": run_id, "step": step, "signature": signature, "limit": limit},
+        )
+        names = ("unit", "item", "item_idx", "step", "attempts", "error_type", "error_message",
+                 "signature", "finished_at")  # fmt: skip
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def unit_detail(self, unit_id: int) -> dict[str, Any] | None:
+        row = self._db.execute(_Q["unit_detail"], {"id": unit_id}).fetchone()
+        if row is None:
+            return None
+        names = ("unit", "run", "item", "kind", "payload", "step", "state", "attempts", "key",
+                 "error_type", "error_message", "traceback", "signature", "started_at",
+                 "finished_at", "duration")  # fmt: skip
+        detail = dict(zip(names, row, strict=True))
+        attempt_names = ("attempt", "started_at", "duration", "error_type", "error_message",
+                         "decision", "retry_at")  # fmt: skip
+        detail["attempt_log"] = [
+            dict(zip(attempt_names, r, strict=True))
+            for r in self._db.execute(_Q["unit_attempts"], {"id": unit_id})
+        ]
+        return detail
+
+    def error_groups(self, run_id: str, limit: int = 50, samples: int = 3) -> list[dict[str, Any]]:
+        groups = []
+        for sig, step, etype, count, first, last, message in self._db.execute(
+            _Q["error_groups"], {"run_id": run_id, "limit": limit}
+        ).fetchall():
+            sample = [
+                r[0]
+                for r in self._db.execute(
+                    _Q["error_samples"], {"run_id": run_id, "signature": sig, "limit": samples}
+                )
+            ]
+            groups.append({
+                "signature": sig, "step": step, "error_type": etype, "count": count,
+                "first_seen": first, "last_seen": last, "message": message, "samples": sample,
+            })  # fmt: skip
+        return groups
+
+    def units_of_items(
+        self, run_id: str, idxs: Sequence[int]
+    ) -> list[tuple[int, int, str, UnitState, str, str]]:
+        cursor = self._db.execute(
+            _Q["units_of_items"], {"run_id": run_id, "idxs": json.dumps(list(idxs))}
+        )
+        return [(u, idx, step, UnitState(state), key, item_key)
+                for u, idx, step, state, key, item_key in cursor]  # fmt: skip
+
+    def reset_units(
+        self, run_id: str, rows: Sequence[tuple[int, UnitState, int, str]], signature: str
+    ) -> None:
+        with self._write():
+            self._db.executemany(
+                _Q["reset_unit"],
+                [
+                    (state.value, waiting, key, unit_id, run_id)
+                    for unit_id, state, waiting, key in rows
+                ],
+            )
+            self._db.execute(_Q["set_signature"], {"id": run_id, "signature": signature})
 
     # reports -----------------------------------------------------------------------------------
     def step_stats(self, run_id: str, steps: Sequence[str]) -> list[StepStats]:

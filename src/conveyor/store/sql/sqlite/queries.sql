@@ -45,8 +45,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_unit
 INSERT OR IGNORE INTO units (run_id, item_idx, step, key, state, waiting, finished_at,
-                             error_type, error_message)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+                             error_type, error_message, error_signature)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: existing_results
 SELECT key FROM results WHERE key IN (SELECT value FROM json_each(:keys));
@@ -90,7 +90,8 @@ WHERE id = ? AND fence = ? AND state = 'running';
 UPDATE units
 SET state = :state, finished_at = :finished_at, duration = :duration, started_at = :started_at,
     lease_owner = NULL, lease_expires = NULL, not_before = :not_before,
-    error_type = :error_type, error_message = :error_message, traceback = :traceback
+    error_type = :error_type, error_message = :error_message, traceback = :traceback,
+    error_signature = :signature
 WHERE id = :id AND fence = :fence AND state = 'running';
 
 -- name: insert_attempt
@@ -169,3 +170,52 @@ ORDER BY i.idx;
 
 -- name: max_item_idx
 SELECT max(idx) FROM items WHERE run_id = :run_id;
+
+-- name: dead_units
+SELECT u.id, i.item_id, u.item_idx, u.step, u.attempts, u.error_type, u.error_message,
+       u.error_signature, u.finished_at
+FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
+WHERE u.run_id = :run_id AND u.state = 'dead'
+  AND (:step IS NULL OR u.step = :step)
+  AND (:signature IS NULL OR u.error_signature LIKE :signature || '%')
+ORDER BY u.id LIMIT :limit;
+
+-- name: unit_detail
+SELECT u.id, u.run_id, i.item_id, i.kind, i.payload, u.step, u.state, u.attempts, u.key,
+       u.error_type, u.error_message, u.traceback, u.error_signature, u.started_at,
+       u.finished_at, u.duration
+FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
+WHERE u.id = :id;
+
+-- name: unit_attempts
+SELECT attempt, started_at, duration, error_type, error_message, decision, retry_at
+FROM attempts WHERE unit_id = :id ORDER BY attempt;
+
+-- name: error_groups
+SELECT u.error_signature, u.step, u.error_type, count(*), min(u.finished_at),
+       max(u.finished_at), min(u.error_message)
+FROM units u
+WHERE u.run_id = :run_id AND u.state = 'dead'
+GROUP BY u.error_signature, u.step, u.error_type
+ORDER BY count(*) DESC, u.step LIMIT :limit;
+
+-- name: error_samples
+SELECT i.item_id FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
+WHERE u.run_id = :run_id AND u.state = 'dead' AND u.error_signature = :signature
+ORDER BY u.id LIMIT :limit;
+
+-- name: units_of_items
+SELECT u.id, u.item_idx, u.step, u.state, u.key, i.key
+FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
+WHERE u.run_id = :run_id AND u.item_idx IN (SELECT value FROM json_each(:idxs));
+
+-- name: reset_unit
+UPDATE units
+SET state = ?, waiting = ?, key = ?, attempts = 0, fence = fence + 1, lease_owner = NULL,
+    lease_expires = NULL, not_before = NULL, started_at = NULL, finished_at = NULL,
+    duration = NULL, error_type = NULL, error_message = NULL, traceback = NULL,
+    error_signature = NULL
+WHERE id = ? AND run_id = ?;
+
+-- name: set_signature
+UPDATE runs SET signature = :signature WHERE id = :id;
