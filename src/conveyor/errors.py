@@ -45,3 +45,7 @@ class RunNotFound(StoreError):
 
 class StepError(ConveyorError):
     """A step failed while it ran; the original exception is chained."""
+
+
+class WorkerLost(ConveyorError):
+    """The worker process running a unit died (killed, out of memory, crashed)."""

@@ -16,9 +16,9 @@ from multiprocessing.connection import wait
 from typing import Any, Protocol
 
 from conveyor.dag import Graph
-from conveyor.errors import StoreError
+from conveyor.errors import StoreError, WorkerLost
 from conveyor.executors.base import Executor, TaskResult
-from conveyor.retry import RetryDecision, decide
+from conveyor.retry import RetryDecision, classify, decide
 from conveyor.store.base import Done, Failed, Store
 from conveyor.units import Claim, ErrorInfo, Task, UnitState, UnitWork
 
@@ -29,6 +29,14 @@ HEARTBEAT_SECONDS = 5.0
 #: Aim for tasks of about this much work, so per-task overhead stays small.
 TASK_SECONDS = 0.05
 MAX_UNITS_PER_TASK = 1024
+
+
+#: Failures the executors report themselves (a worker killed for its timeout or lost), as the
+#: exception classes ``retry_on``/``give_up_on`` name them by.
+_RAISED_BY_EXECUTORS: dict[str, type[Exception]] = {
+    "TimeoutError": TimeoutError,
+    "WorkerLost": WorkerLost,
+}
 
 
 def _describe(decision: RetryDecision) -> str:
@@ -116,7 +124,7 @@ class Scheduler:
                     continue
                 results = self._collect()
                 if not results:
-                    wait(self._waitables(), timeout=0.5)
+                    wait(self._waitables(), timeout=self._wait_time())
                     results = self._collect()
                 if results:
                     self._commit(results)
@@ -199,7 +207,7 @@ class Scheduler:
         upstream = sorted({u for s in steps for u in self.graph.nodes[s].upstream})
         inputs = self.store.load_inputs(self.run_id, idxs, upstream)
         batches: dict[str, list[UnitWork]] = {}
-        alone: list[UnitWork] = []
+        alone: list[tuple[UnitWork, str | None]] = []
         rest: list[UnitWork] = []
         for c in claims:
             node = self.graph.nodes[c.step]
@@ -211,23 +219,31 @@ class Scheduler:
                 inputs={u: inputs[(c.item_idx, u)] for u in node.upstream},
             )
             options = node.step.options
-            if options.batch_size:
+            batch = c.step if options.batch_size else None
+            if c.unit_id in self._isolate:
+                alone.append((work, batch))  # a batch of one, or a task of one
+            elif batch is not None:
                 batches.setdefault(c.step, []).append(work)
-            elif options.executor == "thread" or c.unit_id in self._isolate:
-                alone.append(work)
+            elif options.executor == "thread" or options.timeout:
+                alone.append((work, None))
             else:
                 rest.append(work)
         groups: list[tuple[list[UnitWork], str | None]] = []
         for step, units in batches.items():
             size = self.graph.nodes[step].step.options.batch_size or 1
             groups += [(units[i : i + size], step) for i in range(0, len(units), size)]
-        groups += [([unit], None) for unit in alone]
+        groups += [([unit], batch) for unit, batch in alone]
         size = max(1, math.ceil(len(rest) / max(1, free)))
         groups += [(rest[i : i + size], None) for i in range(0, len(rest), size)]
         tasks = []
         for units, batch in groups:
             self._task_ids += 1
-            tasks.append(Task(self._task_ids, tuple(units), batch))
+            timeouts = [self.graph.nodes[u.step].step.options.timeout for u in units]
+            # A batch is one call; otherwise the units run one after another.
+            timeout = None if None in timeouts else (
+                timeouts[0] if batch else sum(t or 0.0 for t in timeouts)
+            )  # fmt: skip
+            tasks.append(Task(self._task_ids, tuple(units), batch, timeout))
         return tasks
 
     # completion --------------------------------------------------------------------------------
@@ -236,6 +252,10 @@ class Scheduler:
         for lane in self._lanes:
             found.extend(lane.executor.waitables())
         return found
+
+    def _wait_time(self) -> float:
+        deadlines = [d for lane in self._lanes if (d := lane.executor.next_deadline()) is not None]
+        return min([0.5, *deadlines])
 
     def _collect(self) -> list[TaskResult]:
         results: list[TaskResult] = []
@@ -287,10 +307,16 @@ class Scheduler:
 
     def _decide(self, claim: Claim, error: ErrorInfo) -> RetryDecision:
         options = self.graph.nodes[claim.step].step.options
+        retryable = error.retryable
+        raised = _RAISED_BY_EXECUTORS.get(error.type)
+        if raised is not None:  # no worker saw this exception: classify it here
+            retryable = classify(
+                raised(error.message), options.retry_on, options.give_up_on
+            ).retryable
         return decide(
             attempt=claim.attempt,
             retries=options.retries,
-            retryable=error.retryable,
+            retryable=retryable,
             requested_delay=error.delay,
             backoff=options.backoff,
             backoff_max=options.backoff_max,

@@ -90,6 +90,7 @@ class Task(NamedTuple):
     task_id: int
     units: tuple[UnitWork, ...]
     batch: str | None = None
+    timeout: float | None = None  # seconds the task may run before its worker is killed
 
     def describe(self) -> str:
         """The steps in this task, for messages."""

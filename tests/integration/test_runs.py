@@ -462,3 +462,60 @@ def test_retry_policies_are_applied_and_each_decision_recorded(store_path: Path)
         "retry in 0.02s (the step asked to retry)",
         "give up (attempt 3 of 3: no retries left)",
     ]
+
+
+stuck = cv.Pipeline("stuck")
+
+
+@stuck.step(timeout="300ms", retries=1, backoff="10ms")
+def spins(item: cv.Item) -> int:
+    if item["value"] == 2:
+        while True:  # pure Python that never returns: only killing the worker stops it
+            pass
+    if item["value"] == 4:
+        time.sleep(3600)  # blocked in C
+    return int(item["value"])
+
+
+def test_a_timeout_kills_code_that_never_returns_and_the_run_goes_on(store_path: Path) -> None:
+    report = stuck.run([{"value": i} for i in range(8)], store=store_path, workers=2)
+    assert counts(report) == {"spins": {"done": 6, "dead": 2}}
+    assert {f["error_type"] for f in report.failures} == {"TimeoutError"}
+    assert "ran longer than its timeout of 0.3s" in report.failures[0]["error_message"]
+    db = sqlite3.connect(store_path)
+    assert db.execute("SELECT max(attempts) FROM units WHERE state = 'dead'").fetchone() == (2,)
+
+
+impatient = cv.Pipeline("impatient")
+
+
+@impatient.step(executor="thread", concurrency=4, timeout="200ms", give_up_on=(TimeoutError,))
+def slow_call(item: cv.Item) -> int:
+    if item["value"] == 1:
+        time.sleep(2)
+    return int(item["value"])
+
+
+def test_a_thread_step_past_its_timeout_is_given_up_without_waiting(store_path: Path) -> None:
+    report = impatient.run([{"value": i} for i in range(5)], store=store_path, workers=0)
+    assert counts(report) == {"slow_call": {"done": 4, "dead": 1}}
+    [failure] = report.failures
+    assert failure["error_type"] == "TimeoutError" and failure["attempts"] == 1
+
+
+killer_batch = cv.Pipeline("killer-batch")
+
+
+@killer_batch.step(batch_size=8)
+def batch_kill(item: list[cv.Item]) -> list[int]:
+    if any(i["value"] == 5 for i in item):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return [int(i["value"]) for i in item]
+
+
+def test_a_batch_that_kills_its_worker_is_split_until_the_culprit_is_found(
+    store_path: Path,
+) -> None:
+    report = killer_batch.run([{"value": i} for i in range(16)], store=store_path, workers=2)
+    assert counts(report) == {"batch_kill": {"done": 15, "dead": 1}}
+    assert report.failures[0]["error_type"] == "WorkerLost"

@@ -38,6 +38,10 @@ class Executor(abc.ABC):
         """Finished tasks, without blocking. A task whose worker died comes back with an error
         outcome for each of its units."""
 
+    def next_deadline(self) -> float | None:
+        """Seconds until this executor must be looked at again to enforce a timeout."""
+        return None
+
     @abc.abstractmethod
     def shutdown(self) -> None:
         """Stop workers; tasks still running are abandoned (their leases expire)."""

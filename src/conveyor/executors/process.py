@@ -33,6 +33,7 @@ class _Worker:
     conn: Connection
     outbox: queue.SimpleQueue[bytes | None]
     inflight: deque[tuple[Task, float]] = field(default_factory=deque)
+    head_started: float = 0.0  # when the task at the head of ``inflight`` began to run
 
 
 def _feed(conn: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:
@@ -90,6 +91,8 @@ class ProcessExecutor(Executor):
 
     def submit(self, task: Task) -> None:
         worker = min(self._workers, key=lambda w: len(w.inflight))
+        if not worker.inflight:
+            worker.head_started = time.monotonic()
         worker.inflight.append((task, time.time()))
         worker.outbox.put(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
 
@@ -107,20 +110,51 @@ class ProcessExecutor(Executor):
                 while worker.conn.poll():
                     task_id, outcomes = pickle.loads(worker.conn.recv_bytes())
                     worker.inflight.popleft()
+                    # Tasks run in the order sent: the next one starts now.
+                    worker.head_started = time.monotonic()
                     done.append((task_id, outcomes))
             except (EOFError, OSError):
                 pass
-            if not worker.process.is_alive():
+            overdue = self._overdue(worker)
+            if overdue is not None:
+                worker.process.kill()  # code that never returns cannot be stopped any other way
+                worker.process.join(timeout=5)
+                done.extend(self._replace(index, worker, overdue))
+            elif not worker.process.is_alive():
                 done.extend(self._replace(index, worker))
         return done
 
-    def _replace(self, index: int, worker: _Worker) -> list[TaskResult]:
+    def next_deadline(self) -> float | None:
+        """Seconds until the earliest running task's timeout, if any task has one."""
+        waits = [
+            w.head_started + (w.inflight[0][0].timeout or 0.0) - time.monotonic()
+            for w in self._workers
+            if w.inflight and w.inflight[0][0].timeout is not None
+        ]
+        return max(0.0, min(waits)) if waits else None
+
+    def _overdue(self, worker: _Worker) -> ErrorInfo | None:
+        if not worker.inflight:
+            return None
+        task = worker.inflight[0][0]
+        if task.timeout is None or time.monotonic() - worker.head_started <= task.timeout:
+            return None
+        return ErrorInfo(
+            "TimeoutError",
+            f"{task.describe()} ran longer than its timeout of {task.timeout:g}s; its worker "
+            f"process {worker.process.pid} was killed and replaced",
+            "",
+        )
+
+    def _replace(
+        self, index: int, worker: _Worker, cause: ErrorInfo | None = None
+    ) -> list[TaskResult]:
         worker.process.join(timeout=1)
         code = worker.process.exitcode
         how = _describe_exit(code)
         results = []
         for position, (task, started) in enumerate(worker.inflight):
-            error = ErrorInfo(
+            error = cause or ErrorInfo(
                 "WorkerLost",
                 f"worker process {worker.process.pid} {how} while running {task.describe()}",
                 "",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import os
 import queue
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from conveyor.executors.base import Executor, TaskResult
-from conveyor.units import Outcome, Task
+from conveyor.executors.base import Executor, TaskResult, lost
+from conveyor.units import ErrorInfo, Outcome, Task
 from conveyor.worker import Runtime
 
 
@@ -25,6 +26,11 @@ class ThreadExecutor(Executor):
         self._results: queue.SimpleQueue[TaskResult] = queue.SimpleQueue()
         self._running = 0
         self._read_fd, self._write_fd = -1, -1
+        # Tasks with a timeout: task -> monotonic deadline. A thread cannot be killed, so an
+        # overdue task is reported as timed out and its late result dropped; its thread keeps
+        # its slot until it really returns.
+        self._deadlines: dict[int, tuple[Task, float]] = {}
+        self._abandoned: set[int] = set()
 
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="conveyor-thread")
@@ -39,6 +45,8 @@ class ThreadExecutor(Executor):
         if self._pool is None:
             raise RuntimeError("ThreadExecutor.submit before start")
         self._running += 1
+        if task.timeout is not None:
+            self._deadlines[task.task_id] = (task, time.monotonic() + task.timeout)
         future = self._pool.submit(self._runtime.run_task, task)
         future.add_done_callback(functools.partial(self._finished, task.task_id))
 
@@ -61,11 +69,33 @@ class ThreadExecutor(Executor):
         done = []
         while True:
             try:
-                done.append(self._results.get_nowait())
+                task_id, outcomes = self._results.get_nowait()
             except queue.Empty:
                 break
-        self._running -= len(done)
+            self._running -= 1
+            self._deadlines.pop(task_id, None)
+            if task_id in self._abandoned:
+                self._abandoned.discard(task_id)
+            else:
+                done.append((task_id, outcomes))
+        now = time.monotonic()
+        for task_id, (task, deadline) in list(self._deadlines.items()):
+            if now > deadline:
+                del self._deadlines[task_id]
+                self._abandoned.add(task_id)
+                error = ErrorInfo(
+                    "TimeoutError",
+                    f"{task.describe()} ran longer than its timeout of {task.timeout:g}s on a "
+                    f"thread; its result will be ignored",
+                    "",
+                )
+                done.append(lost(task, error, time.time(), running=True))
         return done
+
+    def next_deadline(self) -> float | None:
+        if not self._deadlines:
+            return None
+        return max(0.0, min(d for _, d in self._deadlines.values()) - time.monotonic())
 
     def shutdown(self) -> None:
         if self._pool is not None:
