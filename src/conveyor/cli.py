@@ -158,6 +158,20 @@ def run(
             help="Recompute these steps (a,b) even where their results are cached.",
         ),
     ] = None,
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--notify",
+            envvar="CONVEYOR_NOTIFY",
+            help="Webhook URL to POST run events to (finished, failure rate, dead units).",
+        ),
+    ] = None,
+    notify_format: Annotated[
+        str,
+        typer.Option(
+            "--notify-format", envvar="CONVEYOR_NOTIFY_FORMAT", help="json or slack (a text body)."
+        ),
+    ] = "json",
     new: Annotated[
         bool,
         typer.Option(
@@ -189,6 +203,8 @@ def run(
         group_by=_split(group_by),
         buckets=buckets,
         new=new,
+        notify=_split(notify),
+        notify_format=notify_format,
     )
     _finish(report)
 

@@ -28,10 +28,19 @@ class Pipeline:
     """A pipeline of plain functions. ``@pipe.step`` and ``@pipe.resource`` register functions
     and return them unchanged, so each stays callable and testable on its own."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, notify: str | Iterable[str] = ()) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError("Pipeline(name): the name must be a non-empty string")
         self.name = name
+        urls = (notify,) if isinstance(notify, str) else tuple(notify)
+        for url in urls:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise DefinitionError(
+                    f"Pipeline({name!r}, notify={url!r}): a webhook must be an http:// or "
+                    f"https:// URL"
+                )
+        #: Webhooks told when runs of this pipeline finish, fail often or dead-letter units.
+        self.notify = urls
         self.steps: dict[str, Step] = {}
         self.resources: dict[str, Resource] = {}
         self._graph: Graph | None = None

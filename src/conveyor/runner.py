@@ -24,6 +24,7 @@ from conveyor.units import RunInfo, RunState, StepStats, UnitState
 from conveyor.worker import Runtime
 
 if TYPE_CHECKING:
+    from conveyor.notify import Notifier
     from conveyor.pipeline import Pipeline
 
 #: Threads for a thread step that does not set ``concurrency``.
@@ -97,6 +98,8 @@ def run_pipeline(
     buckets: int | None = None,
     resume: str | None = None,
     new: bool = False,
+    notify: Sequence[str] = (),
+    notify_format: str = "json",
 ) -> RunReport:
     """Run ``pipeline`` over ``source`` to the end and return its report. Failures of units do
     not raise: they are in the report and the ledger.
@@ -109,7 +112,9 @@ def run_pipeline(
     if workers is not None and workers < 0:
         raise UsageError(f"--workers {workers}: must be 0 (run inline) or more")
     items, description = _items(source, id_field, tuple(group_by), buckets)
+    notifiers = _notifiers(pipeline, notify, notify_format)
     ledger = store if isinstance(store, Store) else open_store(store)
+    observer = _with_notifications(observer, pipeline, ledger, notifiers)
     versions = {n: r.code_version for n, r in pipeline.resources.items()}
     signature = plan_signature(graph, steps, force, versions)
     owner = new_owner()
@@ -159,6 +164,51 @@ def run_pipeline(
         pipeline, ledger, run_id, steps, plan, workers, observer, owner, coordinator, started,
         close=not isinstance(store, Store),
     )  # fmt: skip
+
+
+def _notifiers(pipeline: Pipeline, urls: Sequence[str], format: str) -> list[Notifier]:
+    """Webhook notifiers for the pipeline's and the command's URLs (checked before anything
+    is recorded)."""
+    from conveyor.notify import WebhookNotifier
+
+    return [WebhookNotifier(url, format=format) for url in dict.fromkeys([*pipeline.notify, *urls])]
+
+
+def _with_notifications(
+    observer: RunObserver | None, pipeline: Pipeline, ledger: Store, notifiers: list[Notifier]
+) -> RunObserver | None:
+    """``observer`` plus a notifying observer sending to ``notifiers``."""
+    if not notifiers:
+        return observer
+    from conveyor.notify import NotifyingObserver
+
+    notifying = NotifyingObserver(notifiers, ledger, pipeline.name)
+    return Observers([o for o in (observer, notifying) if o is not None], closing=notifiers)
+
+
+class Observers:
+    """Several observers as one; ``closing`` are notifiers to flush when the run ends."""
+
+    def __init__(self, observers: Sequence[RunObserver], closing: Sequence[Any] = ()) -> None:
+        self._observers = observers
+        self._closing = closing
+
+    def started(self, run_id: str, plan: Plan) -> None:
+        """Tell each observer."""
+        for o in self._observers:
+            o.started(run_id, plan)
+
+    def advanced(self, step: str, state: UnitState, count: int) -> None:
+        """Tell each observer."""
+        for o in self._observers:
+            o.advanced(step, state, count)
+
+    def finished(self, stats: list[StepStats]) -> None:
+        """Tell each observer, then deliver pending notifications."""
+        for o in self._observers:
+            o.finished(stats)
+        for notifier in self._closing:
+            notifier.close()
 
 
 def redrive_run(
@@ -218,6 +268,7 @@ def redrive_run(
     ledger.reset_units(run.id, resets, signature)
     ledger.adopt_run(run.id, coordinator)
     plan = _plan_so_far(ledger, run.id, steps)
+    observer = _with_notifications(observer, pipeline, ledger, _notifiers(pipeline, (), "json"))
     return _execute(
         pipeline, ledger, run.id, steps, plan, workers, observer, owner, coordinator, started,
         close=not isinstance(store, Store),

@@ -209,3 +209,15 @@ def test_ctrl_c_stops_the_run_and_running_again_finishes_it(project: Path) -> No
         db.execute("SELECT state, count(*) FROM units WHERE step = 'words' GROUP BY state")
     )
     assert words == {"done": 29, "dead": 1}
+
+
+def test_bad_notify_options_are_usage_errors(cli: Cli, project: Path) -> None:
+    bad_url = cli("run", "pipeline.py", "-i", "docs", "--notify", "hooks.example")
+    assert bad_url.returncode == 2
+    assert "a webhook must be an http:// or https:// URL" in bad_url.stderr
+    bad_format = cli(
+        "run", "pipeline.py", "-i", "docs", "--notify", "http://127.0.0.1:9/", "--notify-format",
+        "xml",
+    )  # fmt: skip
+    assert bad_format.returncode == 2 and "choose one of json, slack" in bad_format.stderr
+    assert not (project / ".conveyor").exists()
