@@ -33,7 +33,10 @@ from conveyor.report import (
 from conveyor.units import RunState
 
 if TYPE_CHECKING:
+    from conveyor.pipeline import Pipeline
     from conveyor.runner import RunReport
+    from conveyor.store import Store
+    from conveyor.units import RunInfo
 
 EXIT_OK, EXIT_FAILED_UNITS, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -64,6 +67,8 @@ StoreOpt = Annotated[
         help="Ledger: a SQLite file path [default: .conveyor/conveyor.db].",
     ),
 ]
+RunArg = Annotated[str | None, typer.Argument(help="Run id or prefix (default: latest).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
@@ -230,28 +235,17 @@ def _finish(report: RunReport) -> None:
 @app.command()
 @handled
 def resume(
-    run_id: Annotated[
-        str | None, typer.Argument(help="Run id or prefix (default: latest).")
-    ] = None,
+    run_id: RunArg = None,
     store: StoreOpt = None,
     workers: WorkersOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Continue an interrupted run, or one whose coordinator died, from where it stopped."""
-    from conveyor.loader import load_pipeline
     from conveyor.progress import RichProgress
     from conveyor.runner import run_pipeline
-    from conveyor.store import open_store
 
-    ledger = open_store(store, create=False)
-    run = ledger.get_run(run_id)
+    ledger, run, pipe, path = _stored_run(store, run_id, "pipe.run(..., resume=RUN)")
     options = run.options
-    if not run.pipeline_file or not options.get("input"):
-        raise UsageError(
-            f"run {run.id} was started from Python, not from a pipeline file and an input; "
-            f"continue it from Python with pipe.run(..., resume={run.id!r})"
-        )
-    pipe, path = load_pipeline(run.pipeline_file)
     report = run_pipeline(
         pipe,
         options["input"],
@@ -272,11 +266,9 @@ def resume(
 @app.command()
 @handled
 def status(
-    run_id: Annotated[
-        str | None, typer.Argument(help="Run id or prefix (default: latest).")
-    ] = None,
+    run_id: RunArg = None,
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show a run's per-step progress, failures and timings (running or finished)."""
     from conveyor.store import open_store
@@ -321,9 +313,7 @@ def status(
 @app.command()
 @handled
 def results(
-    run_id: Annotated[
-        str | None, typer.Argument(help="Run id or prefix (default: latest).")
-    ] = None,
+    run_id: RunArg = None,
     fmt: Annotated[
         str, typer.Option("--format", "-f", envvar="CONVEYOR_FORMAT", help="jsonl, csv or parquet.")
     ] = "jsonl",
@@ -399,8 +389,6 @@ dlq = typer.Typer(
     help="The dead-letter queue: units that failed their last attempt.", no_args_is_help=True
 )
 app.add_typer(dlq, name="dlq")
-RunArg = Annotated[str | None, typer.Argument(help="Run id or prefix (default: latest).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @dlq.command("list")
@@ -516,19 +504,10 @@ def redrive(
     progress: ProgressOpt = True,
 ) -> None:
     """Re-queue dead units (and the units they skipped) after a fix, and finish the run."""
-    from conveyor.loader import load_pipeline
     from conveyor.progress import RichProgress
     from conveyor.runner import redrive_run
-    from conveyor.store import open_store
 
-    ledger = open_store(store, create=False)
-    run = ledger.get_run(run_id)
-    if not run.pipeline_file:
-        raise UsageError(
-            f"run {run.id} was started from Python; redrive it from Python with "
-            f"conveyor.runner.redrive_run(pipe, {run.id!r})"
-        )
-    pipe, _ = load_pipeline(run.pipeline_file)
+    ledger, run, pipe, _ = _stored_run(store, run_id, "conveyor.runner.redrive_run(pipe, RUN)")
     report = redrive_run(
         pipe,
         run.id,
@@ -539,6 +518,24 @@ def redrive(
         observer=RichProgress(err) if progress else None,
     )
     _finish(report)
+
+
+def _stored_run(
+    store: str | None, run_id: str | None, from_python: str
+) -> tuple[Store, RunInfo, Pipeline, Path]:
+    """The ledger, a run in it, and its pipeline loaded from the file the run was started with."""
+    from conveyor.loader import load_pipeline
+    from conveyor.store import open_store
+
+    ledger = open_store(store, create=False)
+    run = ledger.get_run(run_id)
+    if not run.pipeline_file or not run.options.get("input"):
+        raise UsageError(
+            f"run {run.id} was started from Python, not from a pipeline file and an input; "
+            f"continue it from Python with {from_python}"
+        )
+    pipe, path = load_pipeline(run.pipeline_file)
+    return ledger, run, pipe, path
 
 
 def _plural(count: int, noun: str) -> str:
