@@ -277,8 +277,10 @@ class Scheduler:
                 self._running[claim.step] -= 1
                 if outcome.requeue:
                     requeue.append(claim)
-                    self._isolate.add(claim.unit_id)
+                    if outcome.suspect:
+                        self._isolate.add(claim.unit_id)
                     continue
+                self._isolate.discard(claim.unit_id)
                 self._learn(claim.step, outcome.duration)
                 if outcome.error is None:
                     done.append((claim, outcome, self._downstream[claim.step]))

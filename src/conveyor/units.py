@@ -99,8 +99,8 @@ class Task(NamedTuple):
 
 class Outcome(NamedTuple):
     """How one unit ended in a worker: a pickled value, or an error. ``requeue`` marks a unit
-    that never ran to an end because its worker died while it or a neighbour ran: it goes
-    back to the queue without spending an attempt and runs alone next time."""
+    that never ran to an end because its worker died: it goes back to the queue without
+    spending an attempt (and, if it was in the task that was running, runs alone next time)."""
 
     unit_id: int
     fence: int
@@ -109,6 +109,7 @@ class Outcome(NamedTuple):
     started_at: float
     duration: float
     requeue: bool = False
+    suspect: bool = False  # requeued from the task that was running: run it alone next time
 
 
 @dataclass(frozen=True, slots=True)

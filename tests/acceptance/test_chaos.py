@@ -138,7 +138,7 @@ def test_chaos(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         print(
             f"\nchaos: {total} units, {worker_kills} worker kills, {coordinator_kills} coordinator "
             f"kills; lost {lost + unfinished}, duplicated results {duplicated}, "
-            f"duplicated rows {len(ids) - len(set(ids))}, re-executed {reexecuted[0][0]}, "
+            f"duplicated rows {len(ids) - len(set(ids))}, retried {reexecuted[0][0]}, "
             f"dead {sum(int(n) for _, _, n in dead)}"  # type: ignore[call-overload]
         )
     assert worker_kills >= 20 and coordinator_kills == 2

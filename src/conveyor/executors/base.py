@@ -56,10 +56,11 @@ class Executor(abc.ABC):
 
 def lost(task: Task, error: ErrorInfo, started_at: float, running: bool) -> TaskResult:
     """The result of a task whose worker went away. If it was running alone, its unit is what
-    killed the worker and fails with ``error``; otherwise no unit can be blamed yet, so every
-    unit is requeued to run alone."""
+    killed the worker and fails with ``error``. If it was running with others, one of them is
+    the culprit: all are requeued as suspects, to run alone. A task that had not started is
+    simply requeued."""
     blame = running and len(task.units) == 1
     return task.task_id, [
-        Outcome(unit.unit_id, unit.fence, None, error, started_at, 0.0, requeue=not blame)
+        Outcome(unit.unit_id, unit.fence, None, error, started_at, 0.0, not blame, running)
         for unit in task.units
     ]
