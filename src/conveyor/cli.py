@@ -24,7 +24,7 @@ from rich.table import Table
 from conveyor.errors import ConveyorError, UsageError
 from conveyor.report import (
     errors_table,
-    print_failures,
+    print_error_groups,
     run_header,
     runs_table,
     seconds,
@@ -226,7 +226,7 @@ def _finish(report: RunReport) -> None:
         err.print(
             f"[yellow]{report.duplicates} item(s) repeated an id seen before and were ignored[/]"
         )
-    print_failures(err, report.failures, report.failed)
+    print_error_groups(err, report.errors, report.failed)
     out.print(f"results: conveyor results {report.run_id} --format csv --out results.csv")
     if report.state is not RunState.COMPLETED:
         raise typer.Exit(EXIT_FAILED_UNITS)
@@ -307,7 +307,7 @@ def status(
         out.print(f"  {escape(run.message)}")
     out.print(step_table(stats))
     failed = sum(s.counts.get("dead", 0) for s in stats)
-    print_failures(out, ledger.failures(run.id, limit=5), failed)
+    print_error_groups(out, ledger.error_groups(run.id, limit=5), failed)
 
 
 @app.command()

@@ -101,19 +101,20 @@ def runs_table(runs: Sequence[RunInfo]) -> Table:
     return table
 
 
-def print_failures(console: Console, failures: Sequence[dict[str, Any]], total: int) -> None:
-    """The first few failures with their error, so the cause is visible without a query."""
-    if not failures:
+def print_error_groups(console: Console, groups: Sequence[dict[str, Any]], total: int) -> None:
+    """The most frequent failures, grouped by signature, so the causes are visible at once."""
+    if not groups:
         return
-    console.print(f"[red]{total} unit(s) failed[/]; the first {len(failures)}:")
-    for f in failures:
-        message = (f["error_message"] or "").strip().splitlines()
+    console.print(f"[red]{total} unit(s) dead[/]; the top errors:")
+    for g in groups:
+        first = (g["message"] or "").strip().splitlines()
         console.print(
-            f"  [bold]{escape(f['step'])}[/] on [bold]{escape(str(f['item']))}[/]: "
-            f"{escape(str(f['error_type']))}: {escape(message[0]) if message else ''}",
-            markup=True,
+            f"  [bold]{g['count']}x {escape(g['step'])}[/]: {escape(str(g['error_type']))}: "
+            f"{escape(first[0]) if first else ''} [dim](e.g. {escape(', '.join(g['samples']))}; "
+            f"signature {g['signature']})[/]",
             highlight=False,
         )
+    console.print("[dim]details: conveyor errors; conveyor dlq list; conveyor dlq show UNIT[/]")
 
 
 def errors_table(groups: Sequence[dict[str, Any]]) -> Table:

@@ -56,6 +56,7 @@ class RunReport:
     store: str
     duplicates: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)  # top error groups
     resumed: bool = False
 
     @property
@@ -323,6 +324,7 @@ def _execute(
         store=ledger.location,
         duplicates=plan.duplicates,
         failures=ledger.failures(run_id, limit=5) if dead else [],
+        errors=ledger.error_groups(run_id, limit=5) if dead else [],
         resumed=plan.resumed,
     )
     if close:

@@ -66,7 +66,7 @@ def test_run_status_results_and_a_cached_rerun(cli: Cli, project: Path) -> None:
 
     assert first.returncode == 1, first.stderr  # completed with a failed unit
     assert "completed_with_errors" in first.stdout
-    assert "words on doc07.txt: ValueError: poisoned document" in first.stderr
+    assert "1x words: ValueError: poisoned document (e.g. doc07.txt; signature" in first.stderr
     assert "Traceback" not in first.stdout + first.stderr
     state = status(cli)
     steps = {s["step"]: s["counts"] for s in state["steps"]}  # type: ignore[union-attr,index]
