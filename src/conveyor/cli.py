@@ -163,6 +163,15 @@ def run(
             help="Recompute these steps (a,b) even where their results are cached.",
         ),
     ] = None,
+    lease: Annotated[
+        str | None,
+        typer.Option(
+            "--lease",
+            envvar="CONVEYOR_LEASE",
+            help="Visibility timeout: how long a unit stays leased to a coordinator that stops "
+            "renewing it before another may take it (default 5m).",
+        ),
+    ] = None,
     notify: Annotated[
         list[str] | None,
         typer.Option(
@@ -210,6 +219,7 @@ def run(
         new=new,
         notify=_split(notify),
         notify_format=notify_format,
+        lease=lease,
     )
     _finish(report)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.dag import Graph
+from conveyor.durations import parse_duration
 from conveyor.errors import UsageError
 from conveyor.executors import Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
 from conveyor.planner import Plan, plan_run, plan_signature, replan_item, step_salts
@@ -101,6 +102,7 @@ def run_pipeline(
     new: bool = False,
     notify: Sequence[str] = (),
     notify_format: str = "json",
+    lease: str | float | None = None,
 ) -> RunReport:
     """Run ``pipeline`` over ``source`` to the end and return its report. Failures of units do
     not raise: they are in the report and the ledger.
@@ -112,6 +114,7 @@ def run_pipeline(
     steps = select_steps(graph, only, force)
     if workers is not None and workers < 0:
         raise UsageError(f"--workers {workers}: must be 0 (run inline) or more")
+    lease_seconds = _lease(lease)
     items, description = _items(source, id_field, tuple(group_by), buckets)
     notifiers = _notifiers(pipeline, notify, notify_format)
     ledger = store if isinstance(store, Store) else open_store(store)
@@ -145,6 +148,7 @@ def run_pipeline(
                 "buckets": buckets,
                 "only": list(only),
                 "force": list(force),
+                "lease": lease_seconds,
             },
             signature=signature,
             coordinator=coordinator,
@@ -163,8 +167,21 @@ def run_pipeline(
         raise
     return _execute(
         pipeline, ledger, run_id, steps, plan, workers, observer, owner, coordinator, started,
-        close=not isinstance(store, Store),
+        close=not isinstance(store, Store), lease=lease_seconds,
     )  # fmt: skip
+
+
+def _lease(value: str | float | None) -> float:
+    """The visibility timeout in seconds (``--lease``), at least a few heartbeats long."""
+    if value is None:
+        return LEASE_SECONDS
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"--lease {exc}") from None
+    if seconds < 1:
+        raise UsageError(f"--lease {value!r}: must be at least 1s so leases can be renewed")
+    return seconds
 
 
 def _notifiers(pipeline: Pipeline, urls: Sequence[str], format: str) -> list[Notifier]:
@@ -272,7 +289,7 @@ def redrive_run(
     observer = _with_notifications(observer, pipeline, ledger, _notifiers(pipeline, (), "json"))
     return _execute(
         pipeline, ledger, run.id, steps, plan, workers, observer, owner, coordinator, started,
-        close=not isinstance(store, Store),
+        close=not isinstance(store, Store), lease=_lease(run.options.get("lease")),
     )  # fmt: skip
 
 
@@ -289,6 +306,7 @@ def _execute(
     started: float,
     *,
     close: bool,
+    lease: float = LEASE_SECONDS,
 ) -> RunReport:
     """Schedule a planned run to the end, record how it ended, and report."""
     graph = pipeline.graph
@@ -297,8 +315,9 @@ def _execute(
             observer.started(run_id, plan)
         lanes = _executors(pipeline, graph, steps, workers)
         scheduler = Scheduler(
-            ledger, run_id, graph, steps, lanes, observer, owner=owner, coordinator=coordinator
-        )
+            ledger, run_id, graph, steps, lanes, observer, owner=owner, coordinator=coordinator,
+            lease=lease,
+        )  # fmt: skip
         for executor in lanes:
             executor.start()
         try:
@@ -368,7 +387,7 @@ def coordinator_alive(run: RunInfo) -> bool:
     host (or, on another host, it renewed its heartbeat within a lease)."""
     if not run.coordinator or run.heartbeat_at is None:
         return False
-    if time.time() - run.heartbeat_at > LEASE_SECONDS:
+    if time.time() - run.heartbeat_at > _lease(run.options.get("lease")):
         return False
     host, pid, _ = run.coordinator.split(":", 2)
     if host != socket.gethostname():

@@ -80,8 +80,10 @@ class Scheduler:
         *,
         owner: str | None = None,
         coordinator: str | None = None,
+        lease: float = LEASE_SECONDS,
     ) -> None:
         self.store = store
+        self.lease = lease
         self.run_id = run_id
         self.graph = graph
         self.steps = tuple(steps)
@@ -96,7 +98,9 @@ class Scheduler:
         self._observer = observer
         self.owner = owner or new_owner()
         self.coordinator = coordinator or self.owner
-        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        # Renew well within the lease, however short it was made.
+        self._beat_every = min(HEARTBEAT_SECONDS, lease / 3)
+        self._next_beat = time.monotonic() + self._beat_every
         self._inflight: dict[int, Claim] = {}  # unit id -> claim
         self._task_ids = 0
         self._mean: dict[str, float] = {}  # step -> moving average of seconds per unit
@@ -137,8 +141,8 @@ class Scheduler:
         whose holder stopped renewing theirs."""
         if time.monotonic() < self._next_beat:
             return
-        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
-        self.store.heartbeat(self.run_id, self.coordinator, self.owner, LEASE_SECONDS)
+        self._next_beat = time.monotonic() + self._beat_every
+        self.store.heartbeat(self.run_id, self.coordinator, self.owner, self.lease)
 
     # dispatch ----------------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -168,13 +172,13 @@ class Scheduler:
             measured = [self._chunk(s) for s in open_steps if s in self._mean or self._fixed(s)]
             per_task = min(measured) if measured else 1
             claims += self.store.claim(
-                self.run_id, open_steps, free * per_task, owner=self.owner, lease=LEASE_SECONDS
+                self.run_id, open_steps, free * per_task, owner=self.owner, lease=self.lease
             )
         for step in lane.steps:
             room = self._limits.get(step, 0) - self._running[step]
             if step in self._limits and room > 0:
                 claims += self.store.claim(
-                    self.run_id, [step], room, owner=self.owner, lease=LEASE_SECONDS
+                    self.run_id, [step], room, owner=self.owner, lease=self.lease
                 )
         for claim in claims:
             self._inflight[claim.unit_id] = claim

@@ -221,3 +221,12 @@ def test_bad_notify_options_are_usage_errors(cli: Cli, project: Path) -> None:
     )  # fmt: skip
     assert bad_format.returncode == 2 and "choose one of json, slack" in bad_format.stderr
     assert not (project / ".conveyor").exists()
+
+
+def test_the_lease_is_an_option(cli: Cli, project: Path) -> None:
+    bad = cli("run", "pipeline.py", "-i", "docs", "--lease", "forever")
+    assert bad.returncode == 2 and "--lease 'forever' is not a duration" in bad.stderr
+    too_short = cli("run", "pipeline.py", "-i", "docs", "--lease", "100ms")
+    assert too_short.returncode == 2 and "must be at least 1s" in too_short.stderr
+    ok = cli("run", "pipeline.py", "-i", "docs", "--lease", "2s", "-w", "1")
+    assert ok.returncode == 1, ok.stderr  # the poisoned document, as always

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,23 @@ def test_only_the_store_speaks_sql() -> None:
                 if any(n.split(".")[0] in ("sqlite3", "psycopg") for n in names):
                     offenders.append(str(path))
     assert offenders == []
+
+
+def test_a_lease_not_renewed_expires_and_another_coordinator_takes_the_unit(
+    store_path: Path,
+) -> None:
+    store = SQLiteStore(store_path)
+    new_run(store, items=2)
+    gone = store.claim("r1", ["a"], 2, owner="gone", lease=0.05)
+    alive = SQLiteStore(store_path)
+    assert alive.heartbeat("r1", "host:1:alive", "alive", lease=60) == 0  # not expired yet
+    time.sleep(0.1)
+    assert alive.heartbeat("r1", "host:1:alive", "alive", lease=60) == 2
+    taken = alive.claim("r1", ["a"], 2, owner="alive", lease=60)
+    assert [c.unit_id for c in taken] == [c.unit_id for c in gone]
+    assert all(t.fence == g.fence + 1 for t, g in zip(taken, gone, strict=True))
+    assert [c.attempt for c in taken] == [1, 1]  # an expired lease is not a failed attempt
+    # The old holder's late commit is fenced out.
+    late = [(c, ok(c.unit_id, c.fence), ()) for c in gone]
+    assert store.commit("r1", late, []) == 2
+    assert store.existing_results(["a0", "a1"]) == set()
