@@ -16,6 +16,7 @@ from conveyor.errors import (
     DefinitionError,
     InputError,
     RunNotFound,
+    StepError,
     StoreError,
     UsageError,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "RunNotFound",
     "RunReport",
     "RunState",
+    "StepError",
     "StoreError",
     "UnitState",
     "UsageError",

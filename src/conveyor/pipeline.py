@@ -20,6 +20,7 @@ from conveyor.step import (
 
 if TYPE_CHECKING:
     from conveyor.runner import RunReport
+    from conveyor.stream import Stream
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -150,6 +151,19 @@ class Pipeline:
         """Check the whole definition now (unknown names, cycles) and return the pipeline."""
         _ = self.graph
         return self
+
+    def stream(
+        self,
+        *,
+        store: str | Path | None = None,
+        workers: int | None = None,
+        id_field: str | None = None,
+    ) -> Stream:
+        """An open run accepting items one by one: ``with pipe.stream() as s:
+        item_id = s.submit({...}); s.result(item_id, timeout=30)``."""
+        from conveyor.stream import Stream
+
+        return Stream(self, store=store, workers=workers, id_field=id_field)
 
     def run(
         self,

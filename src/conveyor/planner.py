@@ -82,12 +82,14 @@ def plan_run(
     *,
     force: set[str],
     resource_versions: dict[str, str],
+    start: int = 0,
 ) -> Plan:
-    """Record every item and its units in the ledger, chunk by chunk, and return the counts."""
+    """Record every item and its units in the ledger, chunk by chunk, numbering items from
+    ``start``, and return the counts."""
     plan = Plan(counts={step: {} for step in steps})
     salts = step_salts(graph, steps, resource_versions)
     selected = set(steps)
-    index = 0
+    index = start
     while True:
         chunk = list(islice(items, CHUNK))
         if not chunk:

@@ -313,7 +313,7 @@ def _execute(
     try:
         if observer is not None:
             observer.started(run_id, plan)
-        lanes = _executors(pipeline, graph, steps, workers)
+        lanes = build_executors(pipeline, graph, steps, workers)
         scheduler = Scheduler(
             ledger, run_id, graph, steps, lanes, observer, owner=owner, coordinator=coordinator,
             lease=lease,
@@ -428,9 +428,11 @@ def _items(
     return items_from_iterable(source, id_field), "<python iterable>"
 
 
-def _executors(
+def build_executors(
     pipeline: Pipeline, graph: Graph, steps: Sequence[str], workers: int | None
 ) -> dict[Executor, list[str]]:
+    """The executors of a run and the steps each serves: the process pool (inline with
+    ``workers=0``) for process steps, a thread pool per thread step."""
     factories = {name: r.fn for name, r in pipeline.resources.items()}
 
     def runtime() -> Runtime:

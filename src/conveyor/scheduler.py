@@ -7,6 +7,8 @@ that still holds the token counts. Batch and stream runs share this loop."""
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -114,16 +116,24 @@ class Scheduler:
         # Units requeued after a worker died beside them: they run one per task until the
         # unit that kills workers is found.
         self._isolate: set[int] = set()
+        self._wakeup: int | None = None
 
-    def run(self) -> None:
-        """Dispatch and commit until every unit of the run is final."""
+    def run(self, *, open_until: threading.Event | None = None, wakeup: int | None = None) -> None:
+        """Dispatch and commit until every unit of the run is final. A stream passes
+        ``open_until``: the run goes on, idle, until that event is set and everything is done;
+        ``wakeup`` is a file descriptor written to when new items arrive."""
+        self._wakeup = wakeup
         try:
             while True:
                 self._beat()
+                self._drain_wakeup()
                 self._dispatch()
                 if not self._inflight:
                     if self.store.unfinished(self.run_id) == 0:
-                        return
+                        if open_until is None or open_until.is_set():
+                            return
+                        wait(self._waitables(), timeout=0.5)
+                        continue
                     self._sleep_until_retry()
                     continue
                 results = self._collect()
@@ -251,8 +261,17 @@ class Scheduler:
         return tasks
 
     # completion --------------------------------------------------------------------------------
+    def _drain_wakeup(self) -> None:
+        if self._wakeup is None:
+            return
+        try:
+            while os.read(self._wakeup, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
     def _waitables(self) -> list[Any]:
-        found: list[Any] = []
+        found: list[Any] = [] if self._wakeup is None else [self._wakeup]
         for lane in self._lanes:
             found.extend(lane.executor.waitables())
         return found

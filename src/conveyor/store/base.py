@@ -142,6 +142,12 @@ class Store(abc.ABC):
     def next_retry_time(self, run_id: str) -> float | None:
         """The earliest time a ready-but-delayed unit may be claimed."""
 
+    @abc.abstractmethod
+    def item_units(
+        self, run_id: str, item_id: str
+    ) -> list[tuple[str, UnitState, bytes | None, str | None, str | None]]:
+        """(step, state, pickled result, error type, error message) of one item's units."""
+
     # the dead-letter queue ----------------------------------------------------------------------
     @abc.abstractmethod
     def dead_units(

@@ -357,6 +357,13 @@ class SQLiteStore(Store):
         row = self._db.execute(_Q["next_not_before"], {"run_id": run_id}).fetchone()
         return None if row[0] is None else float(row[0])
 
+    def item_units(
+        self, run_id: str, item_id: str
+    ) -> list[tuple[str, UnitState, bytes | None, str | None, str | None]]:
+        cursor = self._db.execute(_Q["item_units"], {"run_id": run_id, "item_id": item_id})
+        return [(step, UnitState(state), value, etype, message)
+                for step, state, value, etype, message in cursor]  # fmt: skip
+
     # the dead-letter queue ----------------------------------------------------------------------
     def dead_units(
         self,

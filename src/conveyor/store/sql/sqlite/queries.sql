@@ -219,3 +219,11 @@ WHERE id = ? AND run_id = ?;
 
 -- name: set_signature
 UPDATE runs SET signature = :signature WHERE id = :id;
+
+-- name: item_units
+SELECT u.step, u.state, r.value, u.error_type, u.error_message
+FROM items i
+JOIN units u ON u.run_id = i.run_id AND u.item_idx = i.idx
+LEFT JOIN results r ON r.key = u.key AND u.state IN ('done', 'cached')
+WHERE i.run_id = :run_id AND i.item_id = :item_id
+ORDER BY i.idx DESC, u.id;

@@ -1,0 +1,197 @@
+"""Stream mode from Python: items submitted one by one run through the same ledger, cache,
+retries and dead-letter queue as a batch; the run stays open until the stream is closed.
+
+    with pipe.stream() as stream:
+        item_id = stream.submit({"text": "..."})
+        outputs = stream.result(item_id, timeout=30)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from conveyor.errors import StepError, UsageError
+from conveyor.planner import plan_run, plan_signature
+from conveyor.runner import build_executors, new_run_id
+from conveyor.scheduler import LEASE_SECONDS, Scheduler, new_owner
+from conveyor.sources import items_from_iterable
+from conveyor.store import Store, open_store
+from conveyor.units import FINAL_STATES, RunState, UnitState
+
+if TYPE_CHECKING:
+    from conveyor.pipeline import Pipeline
+
+#: How often :meth:`Stream.result` looks at the ledger while it waits.
+POLL_SECONDS = 0.01
+
+
+class Stream:
+    """An open run that accepts items until it is closed (use it as a context manager)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        store: str | Path | None = None,
+        workers: int | None = None,
+        id_field: str | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self._store_location = store
+        self._workers = workers
+        self._id_field = id_field
+        self.run_id = ""
+        self._lock = threading.Lock()
+        self._next_idx = 0
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._ingest: Store | None = None
+
+    # life cycle --------------------------------------------------------------------------------
+    def __enter__(self) -> Stream:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Record the run, start the workers and the scheduler."""
+        graph = self.pipeline.graph
+        steps = list(graph.order)
+        versions = {n: r.code_version for n, r in self.pipeline.resources.items()}
+        self._versions = versions
+        owner = new_owner()
+        coordinator = f"{socket.gethostname()}:{os.getpid()}:{owner}"
+        # Two connections: the scheduler's thread owns one, submit() and result() the other.
+        ledger = open_store(self._store_location)
+        self._ingest = open_store(self._store_location)
+        self.run_id = new_run_id()
+        ledger.create_run(
+            self.run_id,
+            pipeline=self.pipeline.name,
+            pipeline_file=None,
+            source="<stream>",
+            steps=steps,
+            options={"stream": True},
+            signature=plan_signature(graph, steps, (), versions),
+            coordinator=coordinator,
+        )
+        ledger.mark_planned(self.run_id)
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        lanes = build_executors(self.pipeline, graph, steps, self._workers)
+        for executor in lanes:
+            executor.start()  # fork here, before the scheduler thread exists
+        scheduler = Scheduler(
+            ledger, self.run_id, graph, steps, lanes, owner=owner, coordinator=coordinator,
+            lease=LEASE_SECONDS,
+        )  # fmt: skip
+
+        def loop() -> None:
+            try:
+                scheduler.run(open_until=self._closed, wakeup=self._read_fd)
+                stats = ledger.step_stats(self.run_id, steps)
+                dead = sum(s.counts.get(UnitState.DEAD.value, 0) for s in stats)
+                state = RunState.COMPLETED_WITH_ERRORS if dead else RunState.COMPLETED
+                ledger.set_run_state(self.run_id, state)
+            except BaseException as exc:
+                self._failure = exc
+                ledger.set_run_state(self.run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
+            finally:
+                for executor in lanes:
+                    executor.shutdown()
+                ledger.close()
+
+        self._thread = threading.Thread(target=loop, name="conveyor-stream", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting items, finish the ones accepted, and end the run."""
+        if self._thread is None:
+            return
+        self._closed.set()
+        self._wake()
+        self._thread.join(timeout)
+        self._thread = None
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+        if self._ingest is not None:
+            self._ingest.close()
+            self._ingest = None
+        if self._failure is not None:
+            raise StepError(f"the stream's scheduler failed: {self._failure}") from self._failure
+
+    # items -------------------------------------------------------------------------------------
+    def submit(self, value: Any) -> str:
+        """Accept one item (a dict, an :class:`~conveyor.item.Item`, or any value) and return
+        its id once it is durably in the ledger. Submitting an id again returns it unchanged."""
+        ingest = self._open_ingest()
+        [item] = list(items_from_iterable([value], self._id_field))
+        graph = self.pipeline.graph
+        with self._lock:
+            plan = plan_run(
+                ingest, self.run_id, graph, list(graph.order), iter([item]), force=set(),
+                resource_versions=self._versions, start=self._next_idx,
+            )  # fmt: skip
+            self._next_idx += 1
+        if plan.items:
+            self._wake()
+        return item.id
+
+    def result(self, item_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Every step's output for ``item_id`` once all its units are finished; raises
+        :class:`StepError` naming the step if one of them is dead, :class:`TimeoutError` if
+        ``timeout`` seconds pass first."""
+        ingest = self._open_ingest()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                units = ingest.item_units(self.run_id, item_id)
+            if not units:
+                raise UsageError(f"no item {item_id!r} was submitted to this stream")
+            if all(state in FINAL_STATES for _, state, _, _, _ in units):
+                return _outputs(item_id, units)
+            if self._failure is not None:
+                raise StepError(f"the stream's scheduler failed: {self._failure}")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"item {item_id!r} was not finished within {timeout}s")
+            time.sleep(POLL_SECONDS)
+
+    def _open_ingest(self) -> Store:
+        if self._ingest is None or self._thread is None:
+            raise UsageError("the stream is not open; use it as 'with pipe.stream() as s:'")
+        return self._ingest
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._write_fd, b"x")
+        except (BlockingIOError, OSError):
+            pass  # already awake, or closed
+
+
+def _outputs(
+    item_id: str, units: list[tuple[str, UnitState, bytes | None, str | None, str | None]]
+) -> dict[str, Any]:
+    outputs: dict[str, Any] = {}
+    for step, state, value, error_type, message in units:
+        if step in outputs:
+            continue  # an older version of the same item id: the newest comes first
+        if state is UnitState.DEAD:
+            raise StepError(f"step {step!r} failed on item {item_id!r}: {error_type}: {message}")
+        outputs[step] = pickle.loads(value) if value is not None else None
+    return outputs
