@@ -244,6 +244,60 @@ def _finish(report: RunReport) -> None:
 
 @app.command()
 @handled
+def watch(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")],
+    input: Annotated[
+        Path,
+        typer.Option("--input", "-i", envvar="CONVEYOR_INPUT", help="The folder to watch."),
+    ],
+    store: StoreOpt = None,
+    workers: WorkersOpt = None,
+    new_only: Annotated[
+        bool,
+        typer.Option(
+            "--new-only", envvar="CONVEYOR_NEW_ONLY", help="Skip the files already there."
+        ),
+    ] = False,
+) -> None:
+    """Process every file in a folder, then each new or changed file as it lands (a changed
+    file is a new version of its item; only what changed is recomputed). Ctrl-C or SIGTERM
+    stops watching, finishes the files accepted, and exits."""
+    import signal
+    import threading
+
+    from conveyor.loader import load_pipeline
+    from conveyor.store import open_store
+    from conveyor.watch import watch_folder
+
+    pipe, _ = load_pipeline(pipeline)
+    if not input.is_dir():
+        raise UsageError(f"--input {str(input)!r} is not a folder; watch needs a folder")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with pipe.stream(store=store, workers=workers) as stream:
+        err.print(
+            f"watching [bold]{escape(str(input))}[/] for run [bold]{stream.run_id}[/]; "
+            f"Ctrl-C to stop"
+        )
+        count = watch_folder(
+            stream,
+            input,
+            new_only=new_only,
+            stop=stop,
+            on_submit=lambda item_id: err.print(f"accepted {escape(item_id)}", highlight=False),
+        )
+        err.print(f"stopped watching after {count} file version(s); finishing them")
+    ledger = open_store(store, create=False)
+    run = ledger.get_run(stream.run_id)
+    out.print(run_header(run))
+    out.print(step_table(ledger.step_stats(run.id, run.steps)))
+    if run.state is not RunState.COMPLETED:
+        raise typer.Exit(EXIT_FAILED_UNITS)
+
+
+@app.command()
+@handled
 def resume(
     run_id: RunArg = None,
     store: StoreOpt = None,

@@ -140,7 +140,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def next_retry_time(self, run_id: str) -> float | None:
-        """The earliest time a ready-but-delayed unit may be claimed."""
+        """The earliest time a ready unit may be claimed (0 if one may be claimed now; None if
+        no unit is ready)."""
 
     @abc.abstractmethod
     def item_units(

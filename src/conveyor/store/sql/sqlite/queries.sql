@@ -152,7 +152,7 @@ ORDER BY duration LIMIT 1 OFFSET :offset;
 SELECT count(*) FROM units WHERE run_id = :run_id AND state IN ('pending', 'ready', 'running');
 
 -- name: next_not_before
-SELECT min(not_before) FROM units WHERE run_id = :run_id AND state = 'ready';
+SELECT min(coalesce(not_before, 0)) FROM units WHERE run_id = :run_id AND state = 'ready';
 
 -- name: failures
 SELECT i.item_id, u.step, u.state, u.attempts, u.error_type, u.error_message, u.traceback
@@ -166,6 +166,7 @@ FROM items i
 JOIN units u ON u.run_id = i.run_id AND u.item_idx = i.idx
 LEFT JOIN results r ON r.key = u.key AND u.state IN ('done', 'cached')
 WHERE i.run_id = :run_id AND i.idx > :after AND i.idx <= :after + :page
+  AND i.idx = (SELECT max(v.idx) FROM items v WHERE v.run_id = i.run_id AND v.item_id = i.item_id)
 ORDER BY i.idx;
 
 -- name: max_item_idx
