@@ -298,6 +298,48 @@ def watch(
 
 @app.command()
 @handled
+def serve(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")],
+    host: Annotated[
+        str, typer.Option("--host", envvar="CONVEYOR_HOST", help="Address to bind.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="CONVEYOR_PORT", help="Port.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="CONVEYOR_TOKEN",
+            help="Bearer token required on every request (needed beyond loopback).",
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Serve the pipeline over HTTP: POST /items (202 once durable), GET /items/{id}?wait=5s,
+    POST /invoke (synchronous), the Lambda invocation path, /healthz and /readyz. SIGTERM
+    stops accepting, finishes the accepted items and exits."""
+    import signal
+
+    import uvicorn
+
+    from conveyor.http import check_binding, create_app
+    from conveyor.loader import load_pipeline
+
+    pipe, _ = load_pipeline(pipeline)
+    check_binding(host, token)
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port}: must be between 1 and 65535")
+    app_ = create_app(pipe, store=store, workers=workers, token=token)
+    err.print(f"serving [bold]{escape(pipe.name)}[/] on http://{host}:{port}")
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
+    # in place before it: make that one a no-op, so a graceful stop exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    err.print("stopped: accepted items finished")
+
+
+@app.command()
+@handled
 def resume(
     run_id: RunArg = None,
     store: StoreOpt = None,

@@ -8,6 +8,7 @@ retries and dead-letter queue as a batch; the run stays open until the stream is
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import socket
@@ -137,11 +138,15 @@ class Stream:
             raise StepError(f"the stream's scheduler failed: {self._failure}") from self._failure
 
     # items -------------------------------------------------------------------------------------
-    def submit(self, value: Any) -> str:
+    def submit(self, value: Any, *, id: str | None = None) -> str:
         """Accept one item (a dict, an :class:`~conveyor.item.Item`, or any value) and return
-        its id once it is durably in the ledger. Submitting an id again returns it unchanged."""
+        its id (``id`` if given, else from the stream's ``id_field``, else a content hash) once
+        it is durably in the ledger. Submitting the same item again changes nothing; the same
+        id with new content is a new version of it."""
         ingest = self._open_ingest()
-        [item] = list(items_from_iterable([value], self._id_field))
+        [item] = list(items_from_iterable([value], None if id else self._id_field))
+        if id:
+            item = dataclasses.replace(item, id=id)
         graph = self.pipeline.graph
         with self._lock:
             plan = plan_run(
