@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import StepError, UsageError
 from conveyor.planner import plan_run, plan_signature
-from conveyor.runner import build_executors, new_run_id
+from conveyor.runner import build_executors, coordinator_alive, new_run_id
 from conveyor.scheduler import LEASE_SECONDS, Scheduler, new_owner
 from conveyor.sources import items_from_iterable
 from conveyor.store import Store, open_store
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 #: How often :meth:`Stream.result` looks at the ledger while it waits.
 POLL_SECONDS = 0.01
+#: The ``source`` recorded for stream runs.
+STREAM_SOURCE = "<stream>"
 
 
 class Stream:
@@ -80,18 +82,27 @@ class Stream:
         # Two connections: the scheduler's thread owns one, submit() and result() the other.
         ledger = open_store(self._store_location)
         self._ingest = open_store(self._store_location)
-        self.run_id = new_run_id()
-        ledger.create_run(
-            self.run_id,
-            pipeline=self.pipeline.name,
-            pipeline_file=None,
-            source="<stream>",
-            steps=steps,
-            options={"stream": True},
-            signature=plan_signature(graph, steps, (), versions),
-            coordinator=coordinator,
-        )
-        ledger.mark_planned(self.run_id)
+        signature = plan_signature(graph, steps, (), versions)
+        # A stream whose process died (killed, machine lost) left accepted items behind: the
+        # next stream of the same pipeline and code takes its run over and finishes them.
+        previous = ledger.find_resumable(self.pipeline.name, STREAM_SOURCE, signature)
+        if previous is not None and not coordinator_alive(ledger.get_run(previous)):
+            self.run_id = previous
+            ledger.adopt_run(previous, coordinator)
+            self._next_idx = ledger.next_item_index(previous)
+        else:
+            self.run_id = new_run_id()
+            ledger.create_run(
+                self.run_id,
+                pipeline=self.pipeline.name,
+                pipeline_file=None,
+                source=STREAM_SOURCE,
+                steps=steps,
+                options={"stream": True},
+                signature=signature,
+                coordinator=coordinator,
+            )
+            ledger.mark_planned(self.run_id)
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)

@@ -151,3 +151,37 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and "needs --token" in result.stderr
+
+
+SLOW_PIPELINE = """
+import time
+import conveyor as cv
+pipe = cv.Pipeline("served-slowly")
+
+@pipe.step
+def words(item: cv.Item) -> int:
+    time.sleep(0.3)
+    return len(item["text"].split())
+"""
+
+
+@pytest.mark.slow
+def test_accepted_items_survive_a_killed_server(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(SLOW_PIPELINE)
+    first = Server(tmp_path)
+    ids = []
+    for i in range(6):
+        status, accepted = call(f"{first.url}/items", {"id": f"d{i}", "text": "a b " * (i + 1)})
+        assert status == 202
+        ids.append(accepted["id"])
+    first.proc.send_signal(signal.SIGKILL)  # mid-work: most items are not finished
+    first.proc.communicate(timeout=30)
+
+    second = Server(tmp_path)
+    try:
+        for i, item_id in enumerate(ids):
+            status, item = call(f"{second.url}/items/{item_id}?wait=20s")
+            assert (status, item["state"], item["outputs"]) == (200, "done", {"words": 2 * (i + 1)})
+    finally:
+        code, err = second.stop()
+    assert code == 0, err

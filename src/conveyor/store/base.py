@@ -144,6 +144,10 @@ class Store(abc.ABC):
         no unit is ready)."""
 
     @abc.abstractmethod
+    def next_item_index(self, run_id: str) -> int:
+        """The index the run's next item gets (one past the highest so far)."""
+
+    @abc.abstractmethod
     def item_units(
         self, run_id: str, item_id: str
     ) -> list[tuple[str, UnitState, bytes | None, str | None, str | None]]:
