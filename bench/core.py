@@ -28,29 +28,24 @@ the loop itself (the licences loop also lists the files and builds the resources
 
 from __future__ import annotations
 
-import argparse
-import gc
 import importlib.util
 import json
 import multiprocessing
 import os
-import platform
 import queue
-import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from rich.console import Console
+import _common
+from _common import Scratch, calibrate, load_note, median, say, spin, timed
 from rich.table import Table
 
 import conveyor as cv
@@ -63,9 +58,6 @@ EXAMPLE = REPO / "examples" / "licenses" / "pipeline.py"
 PREPARE = REPO / "examples" / "licenses" / "prepare.py"
 WORKERS = 2
 MB = 1024 * 1024
-
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-
 
 # ------------------------------------------------------------------------------------------------
 # Configuration and results
@@ -143,74 +135,7 @@ class Row:
     passed: bool | None
 
 
-@dataclass
-class Results:
-    """Everything measured, for the summary table and ``--json``."""
-
-    config: Config
-    environment: dict[str, Any]
-    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rows: list[Row] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of the whole benchmark."""
-        return {
-            "config": asdict(self.config),
-            "environment": self.environment,
-            "sections": self.sections,
-            "summary": [asdict(row) for row in self.rows],
-        }
-
-
-def median(values: Sequence[float]) -> float:
-    """The median of a non-empty sequence."""
-    return float(statistics.median(values))
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """Run ``fn`` after a garbage collection and return (wall seconds, its value)."""
-    gc.collect()
-    started = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - started, value
-
-
-def say(text: str) -> None:
-    """Print a progress line at once (the output may be a file being polled)."""
-    console.print(text)
-    sys.stdout.flush()
-
-
-def load_note() -> str:
-    """The 1-minute load average, to flag a section measured on a busy machine."""
-    try:
-        return f" [dim](load {os.getloadavg()[0]:.2f})[/dim]"
-    except OSError:
-        return ""
-
-
-class Scratch:
-    """A temporary folder handing out a fresh, never reused ledger path per run."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
-        self._count = 0
-
-    def store(self, label: str) -> Path:
-        """A path for a new ledger in its own folder."""
-        self._count += 1
-        folder = self.root / f"{self._count:03d}-{label}"
-        folder.mkdir()
-        return folder / "ledger.db"
-
-    @staticmethod
-    def drop(store: Path) -> None:
-        """Delete a ledger's folder (keeps the disk use of long benchmarks small)."""
-        shutil.rmtree(store.parent, ignore_errors=True)
-
-    def close(self) -> None:
-        """Delete everything."""
-        shutil.rmtree(self.root, ignore_errors=True)
+Results = _common.Results[Config, Row]
 
 
 def check_report(report: cv.RunReport, expected_done: int, what: str) -> None:
@@ -236,14 +161,6 @@ def noop(item: Any) -> None:
 
 #: Loop count of :func:`spin` for one CPU unit; set by :func:`calibrate` before any fork.
 SPIN = {"loops": 0}
-
-
-def spin(loops: int) -> int:
-    """Pure-Python busy loop: CPU work that holds the GIL and touches no memory."""
-    x = 0
-    for i in range(loops):
-        x ^= i
-    return x
 
 
 def burn_cpu(_: Any = None) -> tuple[float, float]:
@@ -465,33 +382,6 @@ def bench_overhead(cfg: Config, scratch: Scratch, results: Results) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def calibrate(target: float, tolerance: float = 0.05, rounds: int = 8) -> tuple[int, float]:
-    """The :func:`spin` loop count that takes about ``target`` CPU seconds, and the median CPU
-    seconds it took in the last check. The CPU's speed drifts on a shared machine, so the count
-    is rescaled until a median of several calls lands within ``tolerance`` of the target."""
-    loops = 20_000
-    while True:
-        used = burn_loops(loops)
-        if used >= target / 4:
-            break
-        loops *= 2
-    loops = max(1, int(loops * target / used))
-    per_call = target
-    for _ in range(rounds):
-        per_call = median([burn_loops(loops) for _ in range(9)])
-        if abs(per_call - target) <= tolerance * target:
-            break
-        loops = max(1, int(loops * target / per_call))
-    return loops, per_call
-
-
-def burn_loops(loops: int) -> float:
-    """CPU seconds of one :func:`spin` call of ``loops``."""
-    started = time.process_time()
-    spin(loops)
-    return time.process_time() - started
-
-
 def bench_cpu(cfg: Config, scratch: Scratch, results: Results) -> None:
     """CPU-bound units on two workers: wall time vs the ideal (CPU seconds / workers).
 
@@ -502,7 +392,7 @@ def bench_cpu(cfg: Config, scratch: Scratch, results: Results) -> None:
     tenants, so wall / busy-ideal isolates the framework's own gaps (dispatch, commit, tail).
     """
     n = cfg.cpu_units
-    SPIN["loops"], per_unit = calibrate(cfg.cpu_unit_seconds)
+    SPIN["loops"], per_unit = calibrate(cfg.cpu_unit_seconds, start=20_000, samples=9)
     say(
         f"\n[bold]2. Parallel efficiency[/bold]: {n} units of {per_unit * 1000:.1f} ms CPU "
         f"({SPIN['loops']:,} loops), workers={cfg.workers}, {cfg.cpu_reps} repetitions"
@@ -952,50 +842,6 @@ def bench_example(cfg: Config, scratch: Scratch, results: Results) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    """Where the numbers were taken."""
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (0.0, 0.0, 0.0)
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "conveyor": cv.__version__,
-        "loadavg_at_start": load,
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-
-
-def summary_table(results: Results) -> Table:
-    """The final table: one line per metric with its target and verdict."""
-    title = "Conveyor core benchmark (medians)" + (" - QUICK sizes" if results.config.quick else "")
-    table = Table(title=title, show_lines=False)
-    for name, justify in (
-        ("section", "left"),
-        ("metric", "left"),
-        ("conveyor", "right"),
-        ("peer(s)", "left"),
-        ("ratio", "right"),
-        ("target", "left"),
-        ("result", "center"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in results.rows:
-        verdict = (
-            "[dim]-[/dim]"
-            if row.passed is None
-            else "[green]PASS[/green]"
-            if row.passed
-            else "[red]MISS[/red]"
-        )
-        table.add_row(
-            row.section, row.metric, row.conveyor, row.peers, row.ratio, row.target, verdict
-        )
-    return table
-
-
 SECTIONS: dict[str, Callable[[Config, Scratch, Results], None]] = {
     "overhead": bench_overhead,
     "cpu": bench_cpu,
@@ -1005,54 +851,38 @@ SECTIONS: dict[str, Callable[[Config, Scratch, Results], None]] = {
 }
 
 
+def summary_table(results: Results) -> Table:
+    """The final table: one line per metric with its target and verdict."""
+    title = "Conveyor core benchmark (medians)" + (" - QUICK sizes" if results.config.quick else "")
+    return _common.summary_table(
+        title,
+        (
+            ("section", "left"),
+            ("metric", "left"),
+            ("conveyor", "right"),
+            ("peer(s)", "left"),
+            ("ratio", "right"),
+            ("target", "left"),
+        ),
+        (
+            ((r.section, r.metric, r.conveyor, r.peers, r.ratio, r.target), r.passed)
+            for r in results.rows
+        ),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every section, print the summary table, write ``--json``; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="small sizes, fewer repetitions")
-    parser.add_argument("--json", type=Path, metavar="OUT", help="write the numbers to OUT")
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=list(SECTIONS),
-        help="run only this section (repeatable; default: all)",
+    return _common.main(
+        argv,
+        doc=__doc__,
+        name="core benchmark",
+        sections=SECTIONS,
+        make_config=Config.make,
+        failed_row=lambda name, error: Row(name, "section failed", "error", error, "", "", False),
+        table=summary_table,
+        scratch_prefix="conveyor-bench-",
     )
-    args = parser.parse_args(argv)
-    cfg = Config.make(args.quick)
-    results = Results(cfg, environment())
-    env = results.environment
-    say(
-        f"Conveyor {env['conveyor']} core benchmark{' (--quick)' if cfg.quick else ''}: "
-        f"Python {env['python']}, {env['cpu_count']} CPUs, load {env['loadavg_at_start'][0]:.2f}"
-    )
-    scratch = Scratch()
-    started = time.perf_counter()
-    try:
-        for name, section in SECTIONS.items():
-            if args.only and name not in args.only:
-                continue
-            before = os.getloadavg()
-            try:
-                section(cfg, scratch, results)
-                results.sections.setdefault(name, {})["loadavg"] = {
-                    "before": before,
-                    "after": os.getloadavg(),
-                }
-            except Exception as exc:
-                say(f"   [red]section {name} failed[/red]: {type(exc).__name__}: {exc}")
-                results.sections[name] = {"error": f"{type(exc).__name__}: {exc}"}
-                first = (str(exc).strip().splitlines() or [""])[0]
-                results.rows.append(Row(name, "section failed", "error", first[:80], "", "", False))
-    finally:
-        scratch.close()
-    results.environment["total_seconds"] = time.perf_counter() - started
-    console.print()
-    console.print(summary_table(results))
-    say(f"total {results.environment['total_seconds']:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results.to_json(), indent=2, default=str) + "\n")
-        say(f"wrote {args.json}")
-    return 1 if any("error" in section for section in results.sections.values()) else 0
 
 
 if __name__ == "__main__":

@@ -35,28 +35,23 @@ Sections:
 
 from __future__ import annotations
 
-import argparse
-import gc
-import json
 import math
 import os
-import platform
 import random
-import shutil
 import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from rich.console import Console
+import _common
+from _common import Scratch, calibrate, load_note, median, say, timed
 from rich.markup import escape
 from rich.table import Table
 
@@ -84,9 +79,6 @@ SETTLE_SECONDS = 2.0
 MAX_SLOWDOWN = 0.15
 #: A heartbeat period that makes heartbeats fire often enough to see their cost.
 STRESS_HEARTBEAT = 0.05
-
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-
 
 # ------------------------------------------------------------------------------------------------
 # Configuration and results
@@ -157,70 +149,7 @@ class Row:
     passed: bool | None
 
 
-@dataclass
-class Results:
-    """Everything measured, for the summary table and ``--json``."""
-
-    config: Config
-    environment: dict[str, Any]
-    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rows: list[Row] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of the whole benchmark."""
-        return {
-            "config": asdict(self.config),
-            "environment": self.environment,
-            "sections": self.sections,
-            "summary": [asdict(row) for row in self.rows],
-        }
-
-
-def median(values: Sequence[float]) -> float:
-    """The median of a non-empty sequence."""
-    return float(statistics.median(values))
-
-
-def say(text: str) -> None:
-    """Print a progress line at once (the output may be a file being polled)."""
-    console.print(text)
-    sys.stdout.flush()
-
-
-def load_note() -> str:
-    """The 1-minute load average, to flag a section measured on a busy machine."""
-    try:
-        return f" [dim](load {os.getloadavg()[0]:.2f})[/dim]"
-    except OSError:
-        return ""
-
-
-class Scratch:
-    """A temporary folder handing out fresh, never reused folders and ledger paths."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="conveyor-faults-"))
-        self._count = 0
-
-    def folder(self, label: str) -> Path:
-        """A new empty folder."""
-        self._count += 1
-        folder = self.root / f"{self._count:03d}-{label}"
-        folder.mkdir()
-        return folder
-
-    def store(self, label: str) -> Path:
-        """A path for a new ledger in its own folder."""
-        return self.folder(label) / "ledger.db"
-
-    @staticmethod
-    def drop(path: Path) -> None:
-        """Delete a folder, or a ledger's folder."""
-        shutil.rmtree(path if path.is_dir() else path.parent, ignore_errors=True)
-
-    def close(self) -> None:
-        """Delete everything."""
-        shutil.rmtree(self.root, ignore_errors=True)
+Results = _common.Results[Config, Row]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -315,40 +244,6 @@ def burn(item: cv.Item) -> int:
         x ^= i
     return x
 """
-
-
-def spin(loops: int) -> int:
-    """Pure-Python busy loop, the same as the recovery pipeline's step."""
-    x = 0
-    for i in range(loops):
-        x ^= i
-    return x
-
-
-def burn_loops(loops: int) -> float:
-    """CPU seconds of one :func:`spin` call of ``loops``."""
-    started = time.process_time()
-    spin(loops)
-    return time.process_time() - started
-
-
-def calibrate(target: float, tolerance: float = 0.05, rounds: int = 8) -> tuple[int, float]:
-    """The :func:`spin` loop count that takes about ``target`` CPU seconds, and the median CPU
-    seconds it took in the last check (as in ``bench/core.py``)."""
-    loops = 2_000
-    while True:
-        used = burn_loops(loops)
-        if used >= target / 4:
-            break
-        loops *= 2
-    loops = max(1, int(loops * target / used))
-    per_call = target
-    for _ in range(rounds):
-        per_call = median([burn_loops(loops) for _ in range(25)])
-        if abs(per_call - target) <= tolerance * target:
-            break
-        loops = max(1, int(loops * target / per_call))
-    return loops, per_call
 
 
 def window_rates(times: Sequence[float], start: float, count: int) -> list[float]:
@@ -454,7 +349,7 @@ def recovery_run(
 def bench_recovery(cfg: Config, scratch: Scratch, results: Results) -> None:
     """Kill one of two workers mid-run; how soon is throughput back?"""
     n = cfg.recovery_units
-    loops, per_unit = calibrate(cfg.recovery_unit_seconds)
+    loops, per_unit = calibrate(cfg.recovery_unit_seconds, start=2_000, samples=25)
     lease = scheduler.LEASE_SECONDS
     say(
         f"\n[bold]1. Recovery after a worker kill[/bold]: {n:,} units of "
@@ -600,10 +495,7 @@ def counting_heartbeats() -> Iterator[Beats]:
 
 def noop_run(n: int, store: Path, workers: int) -> float:
     """Seconds of one ``noop_pipe.run`` over ``range(n)`` (after a garbage collection)."""
-    gc.collect()
-    started = time.perf_counter()
-    report = noop_pipe.run(range(n), store=store, workers=workers)
-    seconds = time.perf_counter() - started
+    seconds, report = timed(lambda: noop_pipe.run(range(n), store=store, workers=workers))
     done = sum(s.counts.get("done", 0) for s in report.stats)
     if report.state is not cv.RunState.COMPLETED or done != n:
         raise RuntimeError(f"no-op run {report.run_id} ended {report.state} with {done} done")
@@ -972,56 +864,6 @@ def bench_chaos(cfg: Config, scratch: Scratch, results: Results) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    """Where the numbers were taken."""
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (0.0, 0.0, 0.0)
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "conveyor": cv.__version__,
-        "loadavg_at_start": load,
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-
-
-def summary_table(results: Results) -> Table:
-    """The final table: one line per metric with its target and verdict."""
-    title = "Conveyor fault-tolerance benchmark (medians)" + (
-        " - QUICK sizes" if results.config.quick else ""
-    )
-    table = Table(title=title, show_lines=False)
-    for name, justify in (
-        ("section", "left"),
-        ("metric", "left"),
-        ("value", "right"),
-        ("detail", "left"),
-        ("target", "left"),
-        ("result", "center"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in results.rows:
-        verdict = (
-            "[dim]-[/dim]"
-            if row.passed is None
-            else "[green]PASS[/green]"
-            if row.passed
-            else "[red]MISS[/red]"
-        )
-        table.add_row(
-            row.section,
-            escape(row.metric),
-            escape(row.value),
-            escape(row.detail),
-            escape(row.target),
-            verdict,
-        )
-    return table
-
-
 SECTIONS: dict[str, Callable[[Config, Scratch, Results], None]] = {
     "recovery": bench_recovery,
     "overhead": bench_overhead,
@@ -1029,59 +871,51 @@ SECTIONS: dict[str, Callable[[Config, Scratch, Results], None]] = {
 }
 
 
+def summary_table(results: Results) -> Table:
+    """The final table: one line per metric with its target and verdict."""
+    title = "Conveyor fault-tolerance benchmark (medians)" + (
+        " - QUICK sizes" if results.config.quick else ""
+    )
+    return _common.summary_table(
+        title,
+        (
+            ("section", "left"),
+            ("metric", "left"),
+            ("value", "right"),
+            ("detail", "left"),
+            ("target", "left"),
+        ),
+        (
+            (
+                (r.section, escape(r.metric), escape(r.value), escape(r.detail), escape(r.target)),
+                r.passed,
+            )
+            for r in results.rows
+        ),
+    )
+
+
+def has_proc() -> bool:
+    """Whether ``/proc`` is there to find worker processes (said when it is not)."""
+    if Path("/proc/self/stat").exists():
+        return True
+    say("[red]needs /proc to find worker processes[/red]")
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every section, print the summary table, write ``--json``; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="small sizes, fewer repetitions")
-    parser.add_argument("--json", type=Path, metavar="OUT", help="write the numbers to OUT")
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=list(SECTIONS),
-        help="run only this section (repeatable; default: all)",
+    return _common.main(
+        argv,
+        doc=__doc__,
+        name="fault-tolerance benchmark",
+        sections=SECTIONS,
+        make_config=Config.make,
+        failed_row=lambda name, error: Row(name, "section failed", "error", error, "", False),
+        table=summary_table,
+        scratch_prefix="conveyor-faults-",
+        precheck=has_proc,
     )
-    args = parser.parse_args(argv)
-    cfg = Config.make(args.quick)
-    results = Results(cfg, environment())
-    env = results.environment
-    say(
-        f"Conveyor {env['conveyor']} fault-tolerance benchmark{' (--quick)' if cfg.quick else ''}: "
-        f"Python {env['python']}, {env['cpu_count']} CPUs, load {env['loadavg_at_start'][0]:.2f}"
-    )
-    if not Path("/proc/self/stat").exists():
-        say("[red]needs /proc to find worker processes[/red]")
-        return 2
-    scratch = Scratch()
-    started = time.perf_counter()
-    try:
-        for name, section in SECTIONS.items():
-            if args.only and name not in args.only:
-                continue
-            before = os.getloadavg()
-            try:
-                section(cfg, scratch, results)
-                results.sections.setdefault(name, {})["loadavg"] = {
-                    "before": before,
-                    "after": os.getloadavg(),
-                }
-            except Exception as exc:
-                say(
-                    f"   [red]section {name} failed[/red]: {type(exc).__name__}: {escape(str(exc))}"
-                )
-                results.sections[name] = {"error": f"{type(exc).__name__}: {exc}"}
-                first = (str(exc).strip().splitlines() or [""])[0]
-                results.rows.append(Row(name, "section failed", "error", first[:80], "", False))
-    finally:
-        scratch.close()
-    results.environment["total_seconds"] = time.perf_counter() - started
-    console.print()
-    console.print(summary_table(results))
-    say(f"total {results.environment['total_seconds']:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results.to_json(), indent=2, default=str) + "\n")
-        say(f"wrote {args.json}")
-    return 1 if any("error" in section for section in results.sections.values()) else 0
 
 
 if __name__ == "__main__":
