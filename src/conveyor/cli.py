@@ -312,6 +312,14 @@ def serve(
             help="Bearer token required on every request (needed beyond loopback).",
         ),
     ] = None,
+    max_pending: Annotated[
+        int,
+        typer.Option(
+            "--max-pending",
+            envvar="CONVEYOR_MAX_PENDING",
+            help="Accepted but unfinished items beyond which ingest answers 429.",
+        ),
+    ] = 1000,
     store: StoreOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
@@ -329,7 +337,9 @@ def serve(
     check_binding(host, token)
     if not 0 < port < 65536:
         raise UsageError(f"--port {port}: must be between 1 and 65535")
-    app_ = create_app(pipe, store=store, workers=workers, token=token)
+    if max_pending < 1:
+        raise UsageError(f"--max-pending {max_pending}: must be at least 1")
+    app_ = create_app(pipe, store=store, workers=workers, token=token, max_pending=max_pending)
     err.print(f"serving [bold]{escape(pipe.name)}[/] on http://{host}:{port}")
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
     # in place before it: make that one a no-op, so a graceful stop exits 0.

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from conveyor.pipeline import Pipeline
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+#: Accepted-but-unfinished items beyond which ingest answers 429 (back-pressure).
+MAX_PENDING = 1000
 INVOKE_TIMEOUT = 60.0
 _ITEM_ID = re.compile(r"^[\w.\-:/@+=]{1,512}$")
 
@@ -37,6 +39,7 @@ def create_app(
     workers: int | None = None,
     token: str | None = None,
     max_body: int = MAX_BODY_BYTES,
+    max_pending: int = MAX_PENDING,
 ) -> FastAPI:
     """The app for ``pipeline``: its stream opens when the app starts and closes (finishing the
     accepted items) when it stops."""
@@ -71,6 +74,12 @@ def create_app(
         return await call_next(request)
 
     async def body_object(request: Request) -> dict[str, Any] | JSONResponse:
+        if await asyncio.to_thread(stream.pending) >= max_pending:
+            return JSONResponse(
+                {"detail": f"{max_pending} items are waiting to be processed; retry shortly"},
+                status_code=429,
+                headers={"Retry-After": "1"},
+            )
         raw = await request.body()
         if len(raw) > max_body:
             return JSONResponse({"detail": "request body too large"}, status_code=413)

@@ -169,6 +169,12 @@ class Stream:
             self._wake()
         return item.id
 
+    def pending(self) -> int:
+        """How many accepted items are not finished yet."""
+        ingest = self._open_ingest()
+        with self._lock:
+            return ingest.unfinished_items(self.run_id)
+
     def result(self, item_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Every step's output for ``item_id`` once all its units are finished; raises
         :class:`StepError` naming the step if one of them is dead, :class:`TimeoutError` if

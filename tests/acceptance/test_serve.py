@@ -185,3 +185,25 @@ def test_accepted_items_survive_a_killed_server(tmp_path: Path) -> None:
     finally:
         code, err = second.stop()
     assert code == 0, err
+
+
+@pytest.mark.slow
+def test_overload_answers_429_with_retry_after(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(SLOW_PIPELINE)
+    server = Server(tmp_path, "--max-pending", "2")
+    try:
+        statuses = [call(f"{server.url}/items", {"id": f"d{i}", "text": "a"})[0] for i in range(5)]
+        assert statuses[:2] == [202, 202] and 429 in statuses[2:]
+        request = urllib.request.Request(
+            f"{server.url}/items", data=b'{"text": "more"}', method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        refused.value.close()
+        assert refused.value.code == 429 and refused.value.headers["Retry-After"] == "1"
+        accepted = [f"d{i}" for i, s in enumerate(statuses) if s == 202]
+        for item_id in accepted:  # nothing accepted is dropped; the queue drains
+            assert call(f"{server.url}/items/{item_id}?wait=20s")[1]["state"] == "done"
+        assert call(f"{server.url}/items", {"text": "now there is room"})[0] == 202
+    finally:
+        server.stop()

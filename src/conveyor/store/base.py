@@ -144,6 +144,10 @@ class Store(abc.ABC):
         no unit is ready)."""
 
     @abc.abstractmethod
+    def unfinished_items(self, run_id: str) -> int:
+        """How many items of the run still have units to finish."""
+
+    @abc.abstractmethod
     def next_item_index(self, run_id: str) -> int:
         """The index the run's next item gets (one past the highest so far)."""
 

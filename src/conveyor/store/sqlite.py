@@ -357,6 +357,9 @@ class SQLiteStore(Store):
         row = self._db.execute(_Q["next_not_before"], {"run_id": run_id}).fetchone()
         return None if row[0] is None else float(row[0])
 
+    def unfinished_items(self, run_id: str) -> int:
+        return int(self._db.execute(_Q["unfinished_items"], {"run_id": run_id}).fetchone()[0])
+
     def next_item_index(self, run_id: str) -> int:
         top = self._db.execute(_Q["max_item_idx"], {"run_id": run_id}).fetchone()[0]
         return 0 if top is None else int(top) + 1

@@ -228,3 +228,7 @@ JOIN units u ON u.run_id = i.run_id AND u.item_idx = i.idx
 LEFT JOIN results r ON r.key = u.key AND u.state IN ('done', 'cached')
 WHERE i.run_id = :run_id AND i.item_id = :item_id
 ORDER BY i.idx DESC, u.id;
+
+-- name: unfinished_items
+SELECT count(DISTINCT item_idx) FROM units
+WHERE run_id = :run_id AND state IN ('pending', 'ready', 'running');
