@@ -20,7 +20,9 @@ from fastapi.responses import JSONResponse
 
 from conveyor.durations import parse_duration
 from conveyor.errors import StepError, UsageError
+from conveyor.steps_api import add_step_routes
 from conveyor.stream import Stream
+from conveyor.worker import Runtime
 
 if TYPE_CHECKING:
     from conveyor.pipeline import Pipeline
@@ -45,10 +47,15 @@ def create_app(
     accepted items) when it stops."""
     stream = Stream(pipeline, store=store, workers=workers)
     state: dict[str, Any] = {"ready": False}
+    runtime = Runtime(pipeline.graph, {n: r.fn for n, r in pipeline.resources.items()})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stream.open()
+        started = time.perf_counter()
+        for name in pipeline.resources:  # warm start: models load once, before readiness
+            await asyncio.to_thread(runtime.resource, name)
+        state["cold_start_seconds"] = time.perf_counter() - started
         state["ready"] = True
         try:
             yield
@@ -144,8 +151,13 @@ def create_app(
         """The stream is open and its workers are started."""
         if not state["ready"]:
             return JSONResponse({"ready": False}, status_code=503)
-        return {"ready": True, "run": stream.run_id}
+        return {
+            "ready": True,
+            "run": stream.run_id,
+            "cold_start_seconds": round(state["cold_start_seconds"], 3),
+        }
 
+    add_step_routes(app, pipeline, runtime)
     return app
 
 

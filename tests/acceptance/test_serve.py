@@ -207,3 +207,25 @@ def test_overload_answers_429_with_retry_after(tmp_path: Path) -> None:
         assert call(f"{server.url}/items", {"text": "now there is room"})[0] == 202
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_each_step_is_its_own_api_with_a_schema(served: Server) -> None:
+    url = served.url
+    assert call(f"{url}/steps/doubled", {"words": 4}) == (200, {"step": "doubled", "output": 8})
+    assert call(f"{url}/steps/words", {"item": {"text": "a b c"}}) == (
+        200,
+        {"step": "words", "output": 3},
+    )
+    status, invalid = call(f"{url}/steps/doubled", {"words": "many"})
+    assert status == 422 and invalid["detail"][0]["loc"] == ["body", "words"]
+    status, missing = call(f"{url}/steps/words", {"text": "no item field"})
+    assert status == 422 and missing["detail"][0]["loc"] == ["body", "item"]
+    assert call(f"{url}/steps/nosuch", {"x": 1})[0] == 404
+    status, failed = call(f"{url}/steps/words", {"item": {"text": "poison"}})
+    assert status == 500 and failed["error"] == {"type": "ValueError", "message": "poisoned"}
+    status, schema = call(f"{url}/openapi.json")
+    assert status == 200 and {"/steps/words", "/steps/doubled", "/items"} <= set(schema["paths"])
+    doubled = schema["components"]["schemas"]["doubled_input"]
+    assert doubled["properties"]["words"]["type"] == "integer"
+    assert doubled["required"] == ["words"]
