@@ -18,7 +18,7 @@ from conveyor.durations import parse_duration
 from conveyor.errors import UsageError
 from conveyor.executors import Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
 from conveyor.planner import Plan, plan_run, plan_signature, replan_item, step_salts
-from conveyor.scheduler import LEASE_SECONDS, Scheduler, new_owner
+from conveyor.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
 from conveyor.sources import SourceItem, SourceSpec, check_spec, items_from_iterable, read_source
 from conveyor.store import Store, open_store
 from conveyor.units import RunInfo, RunState, StepStats, UnitState
@@ -122,7 +122,7 @@ def run_pipeline(
     versions = {n: r.code_version for n, r in pipeline.resources.items()}
     signature = plan_signature(graph, steps, force, versions)
     owner = new_owner()
-    coordinator = f"{socket.gethostname()}:{os.getpid()}:{owner}"
+    coordinator = coordinator_id(owner)
     started = time.perf_counter()
     run_id = resume
     if run_id is None and not new and isinstance(source, str | Path):
@@ -281,7 +281,7 @@ def redrive_run(
         for idx, units in per_item.items():
             resets += replan_item(graph, steps, salts, item_keys[idx], units, by_item[idx])
     owner = new_owner()
-    coordinator = f"{socket.gethostname()}:{os.getpid()}:{owner}"
+    coordinator = coordinator_id(owner)
     started = time.perf_counter()
     ledger.reset_units(run.id, resets, signature)
     ledger.adopt_run(run.id, coordinator)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import threading
 import time
 import uuid
@@ -50,6 +51,11 @@ def _describe(decision: RetryDecision) -> str:
 def new_owner() -> str:
     """A fresh lease owner id for a coordinator."""
     return f"coordinator-{uuid.uuid4().hex[:12]}"
+
+
+def coordinator_id(owner: str) -> str:
+    """``host:pid:owner``: who holds a run, so that others can tell whether it is alive."""
+    return f"{socket.gethostname()}:{os.getpid()}:{owner}"
 
 
 class Observer(Protocol):

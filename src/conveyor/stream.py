@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-import socket
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.errors import StepError, UsageError
 from conveyor.planner import plan_run, plan_signature
 from conveyor.runner import build_executors, coordinator_alive, new_run_id
-from conveyor.scheduler import LEASE_SECONDS, Scheduler, new_owner
+from conveyor.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
 from conveyor.sources import items_from_iterable
 from conveyor.store import Store, open_store
 from conveyor.units import FINAL_STATES, RunState, UnitState
@@ -78,7 +77,7 @@ class Stream:
         versions = {n: r.code_version for n, r in self.pipeline.resources.items()}
         self._versions = versions
         owner = new_owner()
-        coordinator = f"{socket.gethostname()}:{os.getpid()}:{owner}"
+        coordinator = coordinator_id(owner)
         # Two connections: the scheduler's thread owns one, submit() and result() the other.
         ledger = open_store(self._store_location)
         self._ingest = open_store(self._store_location)
