@@ -138,6 +138,9 @@ class Stream:
         self._closed.set()
         self._wake()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            # Still finishing accepted items: keep everything it uses; close() may be called again.
+            raise TimeoutError(f"the stream did not finish its items within {timeout}s")
         self._thread = None
         os.close(self._read_fd)
         os.close(self._write_fd)

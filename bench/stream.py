@@ -1,0 +1,503 @@
+"""Conveyor's stream-latency benchmark: what stream mode adds to an item's own compute time at a
+steady arrival rate, against collecting the same arrivals into periodic batches.
+
+Usage::
+
+    python bench/stream.py [--quick] [--json OUT] [--only SECTION ...]
+
+Both sections feed the same schedule: one item every 1/50 s for 60 s (``--quick``: 10 s), from
+a feeder thread that submits on a fixed clock (late submits are not caught up by bursts; the
+worst lateness is printed). The pipeline has two steps, ``first`` then ``second``, each a
+calibrated ~2 ms CPU busy loop; workers=2, a fresh ledger per section.
+
+Sections:
+
+1. Stream: ``pipe.stream(store=fresh, workers=2)``; a collector thread calls
+   ``stream.result(id)`` for each accepted id (as ``GET /items/{id}?wait=`` would). Per item:
+   accepted = ``time.time()`` right after ``submit()`` returns; finished = the latest
+   ``finished_at`` of its units in the ledger (epoch commit times: ``result()`` polls every
+   ``conveyor.stream.POLL_SECONDS``, so the collector's own clock would add up to that much
+   error); compute = the sum of its units' ``duration``. Overhead = finished - accepted -
+   compute. Targets: p50 <= 20 ms, p99 <= 100 ms. For information, the overhead is split into
+   the wait before the first unit started (dispatch), the gap between the two units and the
+   commit of the last one.
+2. Periodic batch: the same arrivals are queued, and every N s (5; ``--quick``: 2) what has
+   arrived runs as ``pipe.run(records, store=fresh, workers=2)``; latency = the time that call
+   returned - the item's arrival. For comparison only (no target): expect seconds.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _common
+from _common import Scratch, calibrate, load_note, median, say, spin
+from rich.markup import escape
+from rich.table import Table
+
+import conveyor as cv
+from conveyor.stream import POLL_SECONDS
+
+WORKERS = 2
+#: Items per second fed to both sections.
+RATE = 50.0
+#: CPU seconds of each of the two steps.
+STEP_SECONDS = 0.002
+#: Overhead targets of the stream section, in seconds.
+P50_TARGET = 0.020
+P99_TARGET = 0.100
+#: How long the collector waits for one item before the section fails.
+RESULT_TIMEOUT = 60.0
+
+# ------------------------------------------------------------------------------------------------
+# Configuration and results
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes; ``--quick`` shrinks them for a smoke run."""
+
+    quick: bool
+    seconds: float
+    batch_every: float
+    rate: float = RATE
+    step_seconds: float = STEP_SECONDS
+    workers: int = WORKERS
+
+    @classmethod
+    def make(cls, quick: bool) -> Config:
+        """The full configuration, or the quick one."""
+        if quick:
+            return cls(quick=True, seconds=10.0, batch_every=2.0)
+        return cls(quick=False, seconds=60.0, batch_every=5.0)
+
+    @property
+    def items(self) -> int:
+        """Items fed per section."""
+        return round(self.seconds * self.rate)
+
+
+@dataclass
+class Row:
+    """One line of the summary table. ``passed`` is None for a line without a target."""
+
+    section: str
+    metric: str
+    value: str
+    detail: str
+    target: str
+    passed: bool | None
+
+
+Results = _common.Results[Config, Row]
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of a non-empty sequence, interpolated between neighbours."""
+    if len(values) == 1:
+        return float(values[0])
+    cuts = statistics.quantiles(values, n=1000, method="inclusive")
+    return float(cuts[round(q * 1000) - 1])
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """min, p50, p99 and max, in seconds."""
+    return {
+        "min": min(values),
+        "p50": median(values),
+        "p99": quantile(values, 0.99),
+        "max": max(values),
+    }
+
+
+def ms(seconds: float) -> str:
+    """Seconds as milliseconds for a table cell."""
+    return f"{seconds * 1000:.1f} ms"
+
+
+# ------------------------------------------------------------------------------------------------
+# The pipeline (module level: Conveyor forks its workers, which inherit it)
+# ------------------------------------------------------------------------------------------------
+
+#: Loop count of :func:`spin` for one step; set by :func:`calibrate` before any fork.
+SPIN = {"loops": 0}
+#: CPU seconds of one step as calibrated.
+PER_STEP = {"seconds": 0.0}
+
+pipe = cv.Pipeline("bench-stream")
+
+
+@pipe.step
+def first(item: cv.Item) -> int:
+    """~2 ms of CPU, then the item's sequence number."""
+    spin(SPIN["loops"])
+    return int(item["seq"])
+
+
+@pipe.step
+def second(first: int) -> int:
+    """~2 ms of CPU more, then a value the collector can check."""
+    spin(SPIN["loops"])
+    return first * 2 + 1
+
+
+def calibrate_steps(cfg: Config) -> float:
+    """Set the loop count of one step (once per invocation); returns its CPU seconds."""
+    if not SPIN["loops"]:
+        SPIN["loops"], PER_STEP["seconds"] = calibrate(cfg.step_seconds, start=2_000, samples=25)
+    return PER_STEP["seconds"]
+
+
+def feed(
+    cfg: Config, submit: Callable[[int], None], lateness: list[float], failure: list[BaseException]
+) -> None:
+    """Call ``submit(i)`` for every item on the fixed schedule; records how late each was."""
+    try:
+        start = time.perf_counter()
+        for i in range(cfg.items):
+            due = start + i / cfg.rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            lateness.append(max(0.0, time.perf_counter() - due))
+            submit(i)
+    except BaseException as exc:
+        failure.append(exc)
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. Stream
+# ------------------------------------------------------------------------------------------------
+
+
+def ledger_units(store: Path, run_id: str) -> dict[str, list[tuple[str, str, float, float, float]]]:
+    """Per item id: (step, state, started_at, finished_at, duration) of each of its units."""
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = db.execute(
+            "SELECT i.item_id, u.step, u.state, u.started_at, u.finished_at, u.duration "
+            "FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx "
+            "WHERE u.run_id = ?",
+            (run_id,),
+        ).fetchall()
+    finally:
+        db.close()
+    units: dict[str, list[tuple[str, str, float, float, float]]] = {}
+    for item_id, *unit in rows:
+        units.setdefault(item_id, []).append(tuple(unit))  # type: ignore[arg-type]
+    return units
+
+
+def bench_stream(cfg: Config, scratch: Scratch, results: Results) -> None:
+    """Steady arrivals into ``pipe.stream()``: per-item latency beyond its own compute."""
+    per_step = calibrate_steps(cfg)
+    n = cfg.items
+    say(
+        f"\n[bold]1. Stream[/bold]: {n:,} items at {cfg.rate:g}/s for {cfg.seconds:g} s, "
+        f"2 steps of {per_step * 1000:.2f} ms CPU ({SPIN['loops']:,} loops), "
+        f"workers={cfg.workers}, result() polls every {POLL_SECONDS * 1000:g} ms"
+        f"{load_note()}"
+    )
+    store = scratch.store("stream")
+    accepted: dict[str, float] = {}
+    submit_seconds: list[float] = []
+    lateness: list[float] = []
+    failure: list[BaseException] = []
+    ids: queue.Queue[str | None] = queue.Queue()
+    collected: dict[str, dict[str, Any]] = {}
+
+    def collect() -> None:
+        try:
+            while (item_id := ids.get()) is not None:
+                collected[item_id] = stream.result(item_id, timeout=RESULT_TIMEOUT)
+        except BaseException as exc:
+            failure.append(exc)
+
+    stream = pipe.stream(store=store, workers=cfg.workers)
+    with stream:
+        run_id = stream.run_id
+
+        def submit(i: int) -> None:
+            began = time.perf_counter()
+            item_id = stream.submit({"seq": i}, id=f"s{i:06d}")
+            accepted[item_id] = time.time()
+            submit_seconds.append(time.perf_counter() - began)
+            ids.put(item_id)
+
+        collector = threading.Thread(target=collect, name="bench-collector", daemon=True)
+        feeder = threading.Thread(
+            target=feed, args=(cfg, submit, lateness, failure), name="bench-feeder", daemon=True
+        )
+        collector.start()
+        began = time.perf_counter()
+        feeder.start()
+        feeder.join()
+        fed = time.perf_counter() - began
+        ids.put(None)
+        collector.join(RESULT_TIMEOUT + 10)
+        drained = time.perf_counter() - began
+    if failure:
+        raise failure[0]
+    if collector.is_alive():
+        raise RuntimeError("the collector is still waiting for results")
+    units = ledger_units(store, run_id)
+    scratch.drop(store)
+
+    wrong = [
+        item_id
+        for item_id, outputs in collected.items()
+        if outputs.get("second") != int(item_id[1:]) * 2 + 1
+    ]
+    incomplete = [
+        item_id
+        for item_id in accepted
+        if len(units.get(item_id, [])) != 2 or any(u[1] != "done" for u in units[item_id])
+    ]
+    if len(collected) != n or wrong or incomplete:
+        raise RuntimeError(
+            f"{len(collected)}/{n} results, {len(wrong)} wrong, {len(incomplete)} items not done "
+            f"(e.g. {(wrong + incomplete)[:3]})"
+        )
+
+    overhead, latency, compute, dispatch, between, commit = [], [], [], [], [], []
+    for item_id, at in accepted.items():
+        steps = {
+            step: (started, finished, dur) for step, _, started, finished, dur in units[item_id]
+        }
+        (s1, f1, d1), (s2, f2, d2) = steps["first"], steps["second"]
+        done = max(f1, f2)
+        latency.append(done - at)
+        compute.append(d1 + d2)
+        overhead.append(done - at - d1 - d2)
+        dispatch.append(s1 - at)
+        between.append(s2 - (s1 + d1))
+        commit.append(f2 - (s2 + d2))
+    stats = {
+        "overhead": spread(overhead),
+        "latency": spread(latency),
+        "compute": spread(compute),
+        "dispatch": spread(dispatch),
+        "between_units": spread(between),
+        "last_commit": spread(commit),
+        "submit": spread(submit_seconds),
+        "feeder_lateness": spread(lateness),
+    }
+    o, lat, sub = stats["overhead"], stats["latency"], stats["submit"]
+    say(
+        f"   fed {n:,} items in {fed:.1f} s ({n / fed:.1f}/s; feeder worst "
+        f"{ms(max(lateness))} late), all results in {drained:.1f} s; submit p50 "
+        f"{ms(sub['p50'])} p99 {ms(sub['p99'])}"
+    )
+    say(
+        f"   overhead p50 {ms(o['p50'])}, p99 {ms(o['p99'])}, max {ms(o['max'])}; latency p50 "
+        f"{ms(lat['p50'])}, p99 {ms(lat['p99'])}; compute p50 {ms(stats['compute']['p50'])}"
+    )
+    say(
+        "   overhead parts (p50 / p99): "
+        + ", ".join(
+            f"{name} {ms(stats[key]['p50'])} / {ms(stats[key]['p99'])}"
+            for name, key in (
+                ("dispatch", "dispatch"),
+                ("between units", "between_units"),
+                ("last commit", "last_commit"),
+            )
+        )
+        + load_note()
+    )
+    results.sections["stream"] = {
+        "items": n,
+        "rate": cfg.rate,
+        "seconds_fed": fed,
+        "seconds_to_last_result": drained,
+        "per_step_cpu_seconds": per_step,
+        "loops": SPIN["loops"],
+        "poll_seconds": POLL_SECONDS,
+        "seconds": stats,
+    }
+    scale = f"{n:,} items at {cfg.rate:g}/s"
+    results.rows += [
+        Row(
+            "1 stream",
+            "overhead p50 (finished - accepted - compute)",
+            ms(o["p50"]),
+            f"{scale}; compute p50 {ms(stats['compute']['p50'])}",
+            f"<= {P50_TARGET * 1000:.0f} ms",
+            o["p50"] <= P50_TARGET,
+        ),
+        Row(
+            "1 stream",
+            "overhead p99",
+            ms(o["p99"]),
+            f"max {ms(o['max'])}",
+            f"<= {P99_TARGET * 1000:.0f} ms",
+            o["p99"] <= P99_TARGET,
+        ),
+        Row(
+            "1 stream",
+            "  latency p50 / p99 (finished - accepted)",
+            f"{ms(lat['p50'])} / {ms(lat['p99'])}",
+            f"dispatch p50 {ms(stats['dispatch']['p50'])}, last commit p50 "
+            f"{ms(stats['last_commit']['p50'])}",
+            "(info)",
+            None,
+        ),
+        Row(
+            "1 stream",
+            "  submit() p50 / p99",
+            f"{ms(sub['p50'])} / {ms(sub['p99'])}",
+            f"{n / fed:.1f} items/s fed, feeder worst {max(lateness) * 1000:.1f} ms late",
+            "(info)",
+            None,
+        ),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. Periodic batch
+# ------------------------------------------------------------------------------------------------
+
+
+def bench_batch(cfg: Config, scratch: Scratch, results: Results) -> None:
+    """The same arrivals run as ``pipe.run`` batches every N seconds."""
+    per_step = calibrate_steps(cfg)
+    n = cfg.items
+    say(
+        f"\n[bold]2. Periodic batch[/bold]: {n:,} items at {cfg.rate:g}/s for {cfg.seconds:g} s, "
+        f"a pipe.run() batch every {cfg.batch_every:g} s, 2 steps of {per_step * 1000:.2f} ms "
+        f"CPU, workers={cfg.workers}"
+        f"{load_note()}"
+    )
+    store = scratch.store("batch")
+    arrivals: queue.Queue[tuple[int, float]] = queue.Queue()
+    lateness: list[float] = []
+    failure: list[BaseException] = []
+    feeder = threading.Thread(
+        target=feed,
+        args=(cfg, lambda i: arrivals.put((i, time.time())), lateness, failure),
+        name="bench-feeder",
+        daemon=True,
+    )
+    latency: list[float] = []
+    batches: list[dict[str, Any]] = []
+    began = time.perf_counter()
+    feeder.start()
+    tick = 0
+    while True:
+        tick += 1
+        wait = began + tick * cfg.batch_every - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        last = not feeder.is_alive()  # checked before draining: nothing can arrive after
+        batch: list[tuple[int, float]] = []
+        while True:
+            try:
+                batch.append(arrivals.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            started = time.perf_counter()
+            report = pipe.run([{"seq": i} for i, _ in batch], store=store, workers=cfg.workers)
+            finished = time.time()
+            done = sum(s.counts.get("done", 0) for s in report.stats)
+            if report.state is not cv.RunState.COMPLETED or done != 2 * len(batch):
+                raise RuntimeError(f"batch {tick}: run ended {report.state}, {done} units done")
+            latency += [finished - at for _, at in batch]
+            batches.append(
+                {"items": len(batch), "run_seconds": time.perf_counter() - started, "tick": tick}
+            )
+        if last:
+            break
+    feeder.join()
+    scratch.drop(store)
+    if failure:
+        raise failure[0]
+    if len(latency) != n:
+        raise RuntimeError(f"{len(latency)}/{n} items ran in batches")
+    lat = spread(latency)
+    run_seconds = [b["run_seconds"] for b in batches]
+    say(
+        f"   {len(batches)} batches of median {median([b['items'] for b in batches]):.0f} items, "
+        f"pipe.run() median {median(run_seconds):.2f} s (max {max(run_seconds):.2f} s); "
+        f"latency p50 {lat['p50']:.2f} s, p99 {lat['p99']:.2f} s, max {lat['max']:.2f} s"
+        f"{load_note()}"
+    )
+    results.sections["batch"] = {
+        "items": n,
+        "every_seconds": cfg.batch_every,
+        "batches": batches,
+        "latency_seconds": lat,
+        "feeder_lateness_seconds": spread(lateness),
+    }
+    stream = results.sections.get("stream", {}).get("seconds", {}).get("latency")
+    versus = f"; {lat['p50'] / stream['p50']:,.0f}x the stream's p50 latency" if stream else ""
+    results.rows.append(
+        Row(
+            "2 batch",
+            f"latency p50 / p99 (batch every {cfg.batch_every:g} s)",
+            f"{lat['p50']:.2f} s / {lat['p99']:.2f} s",
+            f"{len(batches)} batches, pipe.run() median {median(run_seconds):.2f} s{versus}",
+            "(info)",
+            None,
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Driver
+# ------------------------------------------------------------------------------------------------
+
+
+SECTIONS: dict[str, Callable[[Config, Scratch, Results], None]] = {
+    "stream": bench_stream,
+    "batch": bench_batch,
+}
+
+
+def summary_table(results: Results) -> Table:
+    """The final table: one line per metric with its target and verdict."""
+    title = "Conveyor stream-latency benchmark" + (" - QUICK sizes" if results.config.quick else "")
+    return _common.summary_table(
+        title,
+        (
+            ("section", "left"),
+            ("metric", "left"),
+            ("value", "right"),
+            ("detail", "left"),
+            ("target", "left"),
+        ),
+        (
+            (
+                (r.section, escape(r.metric), escape(r.value), escape(r.detail), escape(r.target)),
+                r.passed,
+            )
+            for r in results.rows
+        ),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every section, print the summary table, write ``--json``; returns the exit status."""
+    return _common.main(
+        argv,
+        doc=__doc__,
+        name="stream-latency benchmark",
+        sections=SECTIONS,
+        make_config=Config.make,
+        failed_row=lambda name, error: Row(name, "section failed", "error", error, "", False),
+        table=summary_table,
+        scratch_prefix="conveyor-stream-",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
