@@ -129,13 +129,13 @@ def create_app(
         if isinstance(value, JSONResponse):
             return value
         item_id = await asyncio.to_thread(stream.submit, value, id=value.get("id"))
-        try:
-            outputs = await asyncio.to_thread(stream.result, item_id, INVOKE_TIMEOUT)
-        except StepError as exc:
-            return JSONResponse({"id": item_id, "error": str(exc)}, status_code=500)
-        except TimeoutError as exc:
-            return JSONResponse({"id": item_id, "error": str(exc)}, status_code=504)
-        return {"id": item_id, "outputs": outputs}
+        state, found = await _await_item(stream, item_id, INVOKE_TIMEOUT)
+        if state == "dead":
+            return JSONResponse({"id": item_id, "error": found}, status_code=500)
+        if state != "done":
+            message = f"item {item_id!r} was not finished within {INVOKE_TIMEOUT:g}s"
+            return JSONResponse({"id": item_id, "error": message}, status_code=504)
+        return {"id": item_id, "outputs": found}
 
     app.post("/invoke")(invoke)
     # The AWS Lambda runtime interface's invocation path: Lambda clients work unchanged.
@@ -162,19 +162,31 @@ def create_app(
 
 
 async def _item_state(stream: Stream, item_id: str, wait: float) -> Any:
+    state, found = await _await_item(stream, item_id, wait)
+    if state == "missing":
+        return JSONResponse({"detail": f"no item {item_id!r}"}, status_code=404)
+    if state == "done":
+        return {"id": item_id, "state": "done", "outputs": found}
+    if state == "dead":
+        return {"id": item_id, "state": "dead", "error": found}
+    return {"id": item_id, "state": "running"}
+
+
+async def _await_item(stream: Stream, item_id: str, wait: float) -> tuple[str, Any]:
+    """("done", outputs), ("dead", error), ("missing", None) or, after ``wait`` seconds,
+    ("running", None). Waits on the event loop, so a long wait holds no thread."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            outputs = await asyncio.to_thread(stream.result, item_id, 0)
-            return {"id": item_id, "state": "done", "outputs": outputs}
+            return "done", await asyncio.to_thread(stream.result, item_id, 0)
         except UsageError:
-            return JSONResponse({"detail": f"no item {item_id!r}"}, status_code=404)
+            return "missing", None
         except StepError as exc:
-            return {"id": item_id, "state": "dead", "error": str(exc)}
+            return "dead", str(exc)
         except TimeoutError:
             if time.monotonic() >= deadline:
-                return {"id": item_id, "state": "running"}
-        await asyncio.sleep(0.02)
+                return "running", None
+        await asyncio.sleep(0.005)
 
 
 def check_binding(host: str, token: str | None) -> None:
