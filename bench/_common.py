@@ -181,6 +181,39 @@ class Results(Generic[ConfigT, RowT]):
         }
 
 
+@dataclass
+class MetricRow:
+    """One line of a summary table. ``passed`` is None for a line without a target."""
+
+    section: str
+    metric: str
+    value: str
+    detail: str
+    target: str
+    passed: bool | None
+
+
+def metric_table(title: str, rows: Iterable[MetricRow]) -> Table:
+    """The summary table of :class:`MetricRow` lines, every cell escaped."""
+    return summary_table(
+        title,
+        (
+            ("section", "left"),
+            ("metric", "left"),
+            ("value", "right"),
+            ("detail", "left"),
+            ("target", "left"),
+        ),
+        (
+            (
+                (r.section, escape(r.metric), escape(r.value), escape(r.detail), escape(r.target)),
+                r.passed,
+            )
+            for r in rows
+        ),
+    )
+
+
 def summary_table(
     title: str,
     columns: Sequence[tuple[str, JustifyMethod]],

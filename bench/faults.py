@@ -137,16 +137,7 @@ class Config:
         )
 
 
-@dataclass
-class Row:
-    """One line of the summary table. ``passed`` is None for a line without a target."""
-
-    section: str
-    metric: str
-    value: str
-    detail: str
-    target: str
-    passed: bool | None
+Row = _common.MetricRow
 
 
 Results = _common.Results[Config, Row]
@@ -873,25 +864,9 @@ SECTIONS: dict[str, Callable[[Config, Scratch, Results], None]] = {
 
 def summary_table(results: Results) -> Table:
     """The final table: one line per metric with its target and verdict."""
-    title = "Conveyor fault-tolerance benchmark (medians)" + (
-        " - QUICK sizes" if results.config.quick else ""
-    )
-    return _common.summary_table(
-        title,
-        (
-            ("section", "left"),
-            ("metric", "left"),
-            ("value", "right"),
-            ("detail", "left"),
-            ("target", "left"),
-        ),
-        (
-            (
-                (r.section, escape(r.metric), escape(r.value), escape(r.detail), escape(r.target)),
-                r.passed,
-            )
-            for r in results.rows
-        ),
+    quick = " - QUICK sizes" if results.config.quick else ""
+    return _common.metric_table(
+        "Conveyor fault-tolerance benchmark (medians)" + quick, results.rows
     )
 
 

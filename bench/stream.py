@@ -41,7 +41,6 @@ from typing import Any
 
 import _common
 from _common import Scratch, calibrate, load_note, median, say, spin
-from rich.markup import escape
 from rich.table import Table
 
 import conveyor as cv
@@ -87,16 +86,7 @@ class Config:
         return round(self.seconds * self.rate)
 
 
-@dataclass
-class Row:
-    """One line of the summary table. ``passed`` is None for a line without a target."""
-
-    section: str
-    metric: str
-    value: str
-    detail: str
-    target: str
-    passed: bool | None
+Row = _common.MetricRow
 
 
 Results = _common.Results[Config, Row]
@@ -465,24 +455,8 @@ SECTIONS: dict[str, Callable[[Config, Scratch, Results], None]] = {
 
 def summary_table(results: Results) -> Table:
     """The final table: one line per metric with its target and verdict."""
-    title = "Conveyor stream-latency benchmark" + (" - QUICK sizes" if results.config.quick else "")
-    return _common.summary_table(
-        title,
-        (
-            ("section", "left"),
-            ("metric", "left"),
-            ("value", "right"),
-            ("detail", "left"),
-            ("target", "left"),
-        ),
-        (
-            (
-                (r.section, escape(r.metric), escape(r.value), escape(r.detail), escape(r.target)),
-                r.passed,
-            )
-            for r in results.rows
-        ),
-    )
+    quick = " - QUICK sizes" if results.config.quick else ""
+    return _common.metric_table("Conveyor stream-latency benchmark" + quick, results.rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
