@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import DefinitionError
-from conveyor.step import ITEM, Resource, Step
+from conveyor.step import ITEM, Resource, Step, did_you_mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ def build_graph(steps: Mapping[str, Step], resources: Mapping[str, Resource]) ->
             if param.name not in resources and not param.has_default:
                 raise DefinitionError(
                     f"resource {resource.name!r}: parameter {param.name!r} is not a resource"
-                    f"{_closest(param.name, list(resources))}"
+                    f"{did_you_mean(param.name, list(resources))}"
                 )
     _check_resource_cycles(resources)
 
@@ -78,9 +77,8 @@ def build_graph(steps: Mapping[str, Step], resources: Mapping[str, Resource]) ->
             elif not param.has_default:
                 raise DefinitionError(
                     f"{_where(step.fn)}step {step.name!r}: parameter {param.name!r} is not a "
-                    f"step, a resource or "
-                    f"'item'{_closest(param.name, known)}; rename it, define a step or resource "
-                    f"with that name, or give it a default value"
+                    f"step, a resource or 'item'{did_you_mean(param.name, known)}; rename it, "
+                    f"define a step or resource with that name, or give it a default value"
                 )
         upstream[step.name] = tuple(ups)
         partial[step.name] = (tuple(res), uses_item)
@@ -109,11 +107,6 @@ def _where(fn: object) -> str:
     if code is None:
         return ""
     return f"{Path(code.co_filename).name}:{code.co_firstlineno}: "
-
-
-def _closest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _topological_order(upstream: Mapping[str, tuple[str, ...]]) -> list[str]:

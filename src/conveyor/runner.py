@@ -20,6 +20,7 @@ from conveyor.executors import Executor, InlineExecutor, ProcessExecutor, Thread
 from conveyor.planner import Plan, plan_run, plan_signature, replan_item, step_salts
 from conveyor.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
 from conveyor.sources import SourceItem, SourceSpec, check_spec, items_from_iterable, read_source
+from conveyor.step import did_you_mean
 from conveyor.store import Store, open_store
 from conveyor.units import RunInfo, RunState, StepStats, UnitState
 from conveyor.worker import Runtime
@@ -76,10 +77,8 @@ def select_steps(graph: Graph, only: Sequence[str], force: Sequence[str]) -> lis
     for option, names in (("--only", only), ("--force", force)):
         for name in names:
             if name not in graph.nodes:
-                from conveyor.dag import _closest
-
                 raise UsageError(
-                    f"{option} {name!r}: no such step{_closest(name, list(graph.nodes))}; "
+                    f"{option} {name!r}: no such step{did_you_mean(name, graph.nodes)}; "
                     f"steps: {', '.join(graph.order)}"
                 )
     return graph.closure(list(only)) if only else list(graph.order)

@@ -7,7 +7,7 @@ import difflib
 import hashlib
 import inspect
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,7 @@ def parse_options(step: str, options: Mapping[str, Any]) -> StepOptions:
     for key in options:
         if key not in _OPTION_NAMES:
             raise DefinitionError(
-                f"step {step!r}: unknown option {key!r}{_suggest(key, _OPTION_NAMES)}; "
+                f"step {step!r}: unknown option {key!r}{did_you_mean(key, _OPTION_NAMES)}; "
                 f"valid options are {', '.join(_OPTION_NAMES)}"
             )
     retries = options.get("retries", 0)
@@ -73,7 +73,7 @@ def parse_options(step: str, options: Mapping[str, Any]) -> StepOptions:
     if executor not in EXECUTORS:
         raise DefinitionError(
             f"step {step!r}: executor={executor!r} is not one of {', '.join(EXECUTORS)}"
-            f"{_suggest(str(executor), EXECUTORS)}"
+            f"{did_you_mean(str(executor), EXECUTORS)}"
         )
     concurrency = _positive_int(step, "concurrency", options.get("concurrency"))
     backoff = _duration(step, "backoff", options.get("backoff", 1.0))
@@ -125,7 +125,8 @@ def _positive_int(step: str, name: str, value: object) -> int | None:
     return value
 
 
-def _suggest(word: str, candidates: tuple[str, ...] | list[str]) -> str:
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``candidates``, or nothing."""
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
