@@ -327,10 +327,8 @@ def _execute(
     except BaseException as exc:
         _record_end(ledger, run_id, exc)
         raise
-    stats = ledger.step_stats(run_id, steps)
-    dead = sum(s.counts.get(UnitState.DEAD.value, 0) for s in stats)
-    state = RunState.COMPLETED_WITH_ERRORS if dead else RunState.COMPLETED
-    ledger.set_run_state(run_id, state)
+    state, stats = finish_run(ledger, run_id, steps)
+    dead = state is RunState.COMPLETED_WITH_ERRORS
     if observer is not None:
         observer.finished(stats)
     report = RunReport(
@@ -348,6 +346,17 @@ def _execute(
     if close:
         ledger.close()
     return report
+
+
+def finish_run(
+    ledger: Store, run_id: str, steps: Sequence[str]
+) -> tuple[RunState, list[StepStats]]:
+    """Record how a run whose units are all final ended: with dead units or without."""
+    stats = ledger.step_stats(run_id, steps)
+    dead = sum(s.counts.get(UnitState.DEAD.value, 0) for s in stats)
+    state = RunState.COMPLETED_WITH_ERRORS if dead else RunState.COMPLETED
+    ledger.set_run_state(run_id, state)
+    return state, stats
 
 
 def _record_end(ledger: Store, run_id: str, exc: BaseException) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import StepError, UsageError
 from conveyor.planner import plan_run, plan_signature
-from conveyor.runner import build_executors, coordinator_alive, new_run_id
+from conveyor.runner import build_executors, coordinator_alive, finish_run, new_run_id
 from conveyor.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
 from conveyor.sources import items_from_iterable
 from conveyor.store import Store, open_store
@@ -116,10 +116,7 @@ class Stream:
         def loop() -> None:
             try:
                 scheduler.run(open_until=self._closed, wakeup=self._read_fd)
-                stats = ledger.step_stats(self.run_id, steps)
-                dead = sum(s.counts.get(UnitState.DEAD.value, 0) for s in stats)
-                state = RunState.COMPLETED_WITH_ERRORS if dead else RunState.COMPLETED
-                ledger.set_run_state(self.run_id, state)
+                finish_run(ledger, self.run_id, steps)
             except BaseException as exc:
                 self._failure = exc
                 ledger.set_run_state(self.run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
