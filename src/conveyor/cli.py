@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.errors import ConveyorError, UsageError
+from conveyor.errors import ConveyorError, StepError, UsageError
 from conveyor.report import (
     errors_table,
     print_error_groups,
@@ -320,18 +320,26 @@ def serve(
             help="Accepted but unfinished items beyond which ingest answers 429.",
         ),
     ] = 1000,
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace",
+            envvar="CONVEYOR_GRACE",
+            help="On SIGTERM, how long accepted items may take to finish before the server "
+            "exits and leaves the rest to its next start (e.g. 30s).",
+        ),
+    ] = "30s",
     store: StoreOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
     """Serve the pipeline over HTTP: POST /items (202 once durable), GET /items/{id}?wait=5s,
-    POST /invoke (synchronous), the Lambda invocation path, /healthz and /readyz. SIGTERM
-    stops accepting, finishes the accepted items and exits."""
-    import signal
-
-    import uvicorn
-
+    POST /invoke (synchronous), POST /steps/{step}, the Lambda invocation path, /healthz,
+    /readyz and /docs. SIGTERM drains: new items get 503 while the accepted ones finish (at
+    most --grace), then the server exits 0."""
+    from conveyor.durations import parse_duration
     from conveyor.http import check_binding, create_app
     from conveyor.loader import load_pipeline
+    from conveyor.server import serve as serve_app
 
     pipe, _ = load_pipeline(pipeline)
     check_binding(host, token)
@@ -339,13 +347,32 @@ def serve(
         raise UsageError(f"--port {port}: must be between 1 and 65535")
     if max_pending < 1:
         raise UsageError(f"--max-pending {max_pending}: must be at least 1")
-    app_ = create_app(pipe, store=store, workers=workers, token=token, max_pending=max_pending)
-    err.print(f"serving [bold]{escape(pipe.name)}[/] on http://{host}:{port}")
-    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
-    # in place before it: make that one a no-op, so a graceful stop exits 0.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
-    err.print("stopped: accepted items finished")
+    try:
+        grace_seconds = parse_duration(grace)
+    except ValueError as exc:
+        raise UsageError(f"--grace {exc}") from None
+    uploads = _uploads_folder(store)
+    app_ = create_app(
+        pipe, store=store, workers=workers, token=token, max_pending=max_pending, uploads=uploads
+    )
+    err.print(f"serving [bold]{escape(pipe.name)}[/] on http://{host}:{port} (docs at /docs)")
+    state = serve_app(app_, host=host, port=port, grace=grace_seconds)
+    if state.failure is not None:
+        raise StepError(f"could not start: {state.failure}")
+    if state.stream.finished:
+        err.print("stopped: accepted items finished")
+    else:
+        err.print(
+            f"stopped after the {grace} grace period; unfinished items stay in the ledger for "
+            f"the next start"
+        )
+
+
+def _uploads_folder(store: str | None) -> Path:
+    """Uploaded files live beside a SQLite ledger, else under .conveyor/uploads."""
+    if store is None or ("://" in store and not store.startswith("sqlite:///")):
+        return Path(".conveyor") / "uploads"
+    return Path(store.removeprefix("sqlite:///")).parent / "uploads"
 
 
 @app.command()

@@ -46,6 +46,14 @@ class RunNotFound(StoreError):
 class StepError(ConveyorError):
     """A step failed while it ran; the original exception is chained."""
 
+    def __init__(
+        self, message: str | None = None, *, step: str | None = None, error_type: str | None = None
+    ) -> None:
+        super().__init__(message)
+        #: The step that failed, and the type of the exception it raised, when known.
+        self.step = step
+        self.error_type = error_type
+
 
 class WorkerLost(ConveyorError):
     """The worker process running a unit died (killed, out of memory, crashed)."""

@@ -2,27 +2,44 @@
 whole pipeline on one item synchronously (also in the AWS Lambda invocation shape), health.
 
 Bound to loopback by default; bound elsewhere it requires a bearer token. Request bodies are
-bounded."""
+bounded. Every error answer is a :class:`Problem` (``{"detail": ...}``); no input, however
+odd, makes the app answer 5xx, except a pipeline that does not finish in time (504)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 
 from conveyor.durations import parse_duration
-from conveyor.errors import StepError, UsageError
+from conveyor.errors import ConveyorError, StepError, UsageError
+from conveyor.item import Item, ItemKind
+from conveyor.schemas import (
+    Accepted,
+    Invoked,
+    ItemStatus,
+    LambdaError,
+    Readiness,
+    SafeJSONResponse,
+    error_responses,
+    problem,
+)
 from conveyor.steps_api import add_step_routes
 from conveyor.stream import Stream
-from conveyor.worker import Runtime
 
 if TYPE_CHECKING:
     from conveyor.pipeline import Pipeline
@@ -31,7 +48,36 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 #: Accepted-but-unfinished items beyond which ingest answers 429 (back-pressure).
 MAX_PENDING = 1000
 INVOKE_TIMEOUT = 60.0
-_ITEM_ID = re.compile(r"^[\w.\-:/@+=]{1,512}$")
+#: Item ids: path-like names at most, never climbing out of a folder ("..") or absolute.
+_ID_PATTERN = r"(?!/)(?!(?:.*/)?\.\.?(?:/|$))[\w.\-:/@+=]{1,512}"
+_ITEM_ID = re.compile(_ID_PATTERN)
+_ID_RULE = "1 to 512 letters, digits and . - _ : / @ + =, with no '.' or '..' path segment"
+
+
+# the app's life ------------------------------------------------------------------------------
+@dataclass
+class ServeState:
+    """What the app knows of itself: loading, ready, draining, and why it stopped if it did."""
+
+    stream: Stream
+    ready: bool = False
+    loading: bool = True
+    draining: bool = False
+    drain_deadline: float | None = None
+    cold_start_seconds: float | None = None
+    failure: str | None = None
+    #: Called when the app cannot work (a resource failed to build): stops the server.
+    on_fatal: Callable[[], None] | None = None
+
+    def refusal(self) -> SafeJSONResponse | None:
+        """The 503 answer while the app does not take items, else None."""
+        if self.draining:
+            return problem(503, "the server is shutting down", {"Retry-After": "5"})
+        if self.failure is not None:
+            return problem(503, f"the server failed to start: {self.failure}")
+        if not self.ready:
+            return problem(503, "the server is loading its resources", {"Retry-After": "1"})
+        return None
 
 
 def create_app(
@@ -42,138 +88,297 @@ def create_app(
     token: str | None = None,
     max_body: int = MAX_BODY_BYTES,
     max_pending: int = MAX_PENDING,
+    uploads: Path | None = None,
 ) -> FastAPI:
-    """The app for ``pipeline``: its stream opens when the app starts and closes (finishing the
-    accepted items) when it stops."""
-    stream = Stream(pipeline, store=store, workers=workers)
-    state: dict[str, Any] = {"ready": False}
-    runtime = Runtime(pipeline.graph, {n: r.fn for n, r in pipeline.resources.items()})
+    """The app for ``pipeline``. When it starts, its resources load (``/readyz`` answers 503
+    meanwhile) and then its stream opens; when it stops, the stream closes, finishing the
+    accepted items within the drain deadline. Uploaded files are kept under ``uploads``."""
+    stream = Stream(pipeline, store=store, workers=workers, preload=True)
+    state = ServeState(stream)
+    upload_dir = uploads if uploads is not None else Path(".conveyor") / "uploads"
+
+    async def start() -> None:
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(stream.load)  # warm start: models load once, up front
+            stream.open()  # forks the workers: they inherit the loaded resources
+        except ConveyorError as exc:
+            state.failure, state.loading = str(exc), False
+            if state.on_fatal is not None:
+                state.on_fatal()
+            return
+        state.cold_start_seconds = time.perf_counter() - started
+        state.loading, state.ready = False, True
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stream.open()
-        started = time.perf_counter()
-        for name in pipeline.resources:  # warm start: models load once, before readiness
-            await asyncio.to_thread(runtime.resource, name)
-        state["cold_start_seconds"] = time.perf_counter() - started
-        state["ready"] = True
+        starting = asyncio.create_task(start())
         try:
             yield
         finally:
-            state["ready"] = False
-            await asyncio.to_thread(stream.close)
+            state.ready = False
+            if not starting.done():
+                starting.cancel()
+            elif state.failure is None:
+                grace = None
+                if state.drain_deadline is not None:
+                    grace = max(0.0, state.drain_deadline - time.monotonic())
+                await asyncio.to_thread(stream.close, grace=grace)
 
-    app = FastAPI(title=f"conveyor: {pipeline.name}", lifespan=lifespan)
+    app = FastAPI(
+        title=f"conveyor: {pipeline.name}",
+        lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
+    )
+    app.state.conveyor = state
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return problem(422, "; ".join(_describe(e) for e in exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not parse the body (bytes that are not text)
+            return problem(422, f"body is not valid JSON: {exc.detail}")
+        return problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
     @app.middleware("http")
     async def guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if token is not None and request.url.path not in ("/healthz",):
+        if token is not None and request.url.path != "/healthz":
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
+                return problem(401, "missing or wrong bearer token")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_body):
-            return JSONResponse(
-                {"detail": f"request body over the limit of {max_body} bytes"}, status_code=413
-            )
+            return problem(413, f"request body over the limit of {max_body} bytes")
+        if request.method == "POST" and (refused := state.refusal()) is not None:
+            return refused
         return await call_next(request)
 
-    async def body_object(request: Request) -> dict[str, Any] | JSONResponse:
+    async def admit(request: Request) -> Any:
+        """The item of an ingest request as a dict or a file :class:`Item`, or the answer
+        refusing it (429 when too many items wait, 413, 422)."""
         if await asyncio.to_thread(stream.pending) >= max_pending:
-            return JSONResponse(
-                {"detail": f"{max_pending} items are waiting to be processed; retry shortly"},
-                status_code=429,
-                headers={"Retry-After": "1"},
+            return problem(
+                429,
+                f"{max_pending} items are waiting to be processed; retry shortly",
+                {"Retry-After": "1"},
             )
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return await _uploaded_item(request, upload_dir, max_body)
         raw = await request.body()
         if len(raw) > max_body:
-            return JSONResponse({"detail": "request body too large"}, status_code=413)
+            return problem(413, f"request body over the limit of {max_body} bytes")
         try:
             value = json.loads(raw or b"null")
-        except ValueError as exc:
-            return JSONResponse({"detail": f"body is not valid JSON: {exc}"}, status_code=422)
+        except (ValueError, RecursionError) as exc:
+            return problem(422, f"body is not valid JSON: {exc}")
         if not isinstance(value, dict):
-            return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
-        item_id = value.get("id")
-        if item_id is not None and (not isinstance(item_id, str) or not _ITEM_ID.match(item_id)):
-            return JSONResponse(
-                {"detail": "field 'id' must be a string of letters, digits and . - _ : / @ + ="},
-                status_code=422,
-            )
+            return problem(422, "body must be a JSON object (the item's fields)")
+        if "id" in value and not _valid_id(value["id"]):
+            return problem(422, f"field 'id' must be {_ID_RULE}")
         return value
 
-    @app.post("/items", status_code=202)
-    async def post_item(request: Request) -> Any:
-        """Accept one item; answers 202 with its id once it is durably in the ledger."""
-        value = await body_object(request)
-        if isinstance(value, JSONResponse):
-            return value
-        item_id = await asyncio.to_thread(stream.submit, value, id=value.get("id"))
-        return JSONResponse({"id": item_id, "run": stream.run_id}, status_code=202)
+    async def submit(value: dict[str, Any] | Item) -> str:
+        item_id = value.id if isinstance(value, Item) else value.get("id")
+        return await asyncio.to_thread(stream.submit, value, id=item_id)
 
-    @app.get("/items/{item_id:path}")
-    async def get_item(item_id: str, wait: str | None = None) -> Any:
+    @app.post(
+        "/items",
+        status_code=202,
+        response_model=Accepted,
+        responses=error_responses(401, 413, 422, 429, 503),
+        openapi_extra=_ITEM_BODY,
+    )
+    async def post_item(request: Request) -> Any:
+        """Accept one item (a JSON object, or a multipart upload with a ``file`` part and an
+        optional ``id``); answers 202 with its id once it is durably in the ledger."""
+        value = await admit(request)
+        if isinstance(value, Response):
+            return value
+        item_id = await submit(value)
+        return SafeJSONResponse({"id": item_id, "run": stream.run_id}, status_code=202)
+
+    @app.get(
+        "/items/{item_id:path}",
+        response_model=ItemStatus,
+        response_model_exclude_none=True,
+        responses=error_responses(401, 404, 422),
+    )
+    async def get_item(
+        item_id: Annotated[str, PathParam(json_schema_extra={"pattern": f"^{_ID_PATTERN}$"})],
+        wait: Annotated[str | None, Query(pattern=_WAIT_PATTERN)] = None,
+    ) -> Any:
         """The item's state and per-step results; ``?wait=5s`` waits for it to finish."""
-        if not _ITEM_ID.match(item_id):
-            return JSONResponse({"detail": "invalid item id"}, status_code=422)
+        if not _valid_id(item_id):
+            return problem(422, f"item id must be {_ID_RULE}")
         try:
             seconds = 0.0 if wait is None else min(parse_duration(wait), INVOKE_TIMEOUT)
         except ValueError as exc:
-            return JSONResponse({"detail": f"wait: {exc}"}, status_code=422)
-        return await _item_state(stream, item_id, seconds)
+            return problem(422, f"wait: {exc}")
+        found, value = await _await_item(stream, item_id, seconds)
+        if found == "missing":
+            return problem(404, f"no item {item_id!r}")
+        if found == "done":
+            return {"id": item_id, "state": "done", "outputs": value}
+        if found == "dead":
+            return {"id": item_id, "state": "dead", "error": str(value)}
+        return {"id": item_id, "state": "running"}
 
-    async def invoke(request: Request) -> Any:
-        value = await body_object(request)
-        if isinstance(value, JSONResponse):
+    async def run_one(request: Request) -> tuple[str, str, Any] | Any:
+        value = await admit(request)
+        if isinstance(value, Response):
             return value
-        item_id = await asyncio.to_thread(stream.submit, value, id=value.get("id"))
-        state, found = await _await_item(stream, item_id, INVOKE_TIMEOUT)
-        if state == "dead":
-            return JSONResponse({"id": item_id, "error": found}, status_code=500)
-        if state != "done":
-            message = f"item {item_id!r} was not finished within {INVOKE_TIMEOUT:g}s"
-            return JSONResponse({"id": item_id, "error": message}, status_code=504)
-        return {"id": item_id, "outputs": found}
+        item_id = await submit(value)
+        return (item_id, *await _await_item(stream, item_id, INVOKE_TIMEOUT))
 
-    app.post("/invoke")(invoke)
-    # The AWS Lambda runtime interface's invocation path: Lambda clients work unchanged.
-    app.post("/2015-03-31/functions/function/invocations")(invoke)
+    def not_finished(item_id: str) -> Any:
+        detail = f"item {item_id!r} was not finished within {INVOKE_TIMEOUT:g}s"
+        return problem(504, detail, id=item_id)
+
+    @app.post(
+        "/invoke",
+        response_model=Invoked,
+        responses=error_responses(401, 413, 422, 429, 503, 504),
+        openapi_extra=_ITEM_BODY,
+    )
+    async def invoke(request: Request) -> Any:
+        """Run the whole pipeline on one item and answer every step's output; a step that
+        fails on it answers 422 naming the step."""
+        ran = await run_one(request)
+        if isinstance(ran, Response):
+            return ran
+        item_id, found, value = ran
+        if found == "dead":
+            return problem(
+                422, str(value), id=item_id, step=value.step, error_type=value.error_type
+            )
+        if found != "done":
+            return not_finished(item_id)
+        return {"id": item_id, "outputs": value}
+
+    @app.post(
+        "/2015-03-31/functions/function/invocations",
+        response_model=Invoked | LambdaError,
+        responses=error_responses(401, 413, 422, 429, 503, 504),
+        openapi_extra=_ITEM_BODY,
+    )
+    async def lambda_invoke(request: Request) -> Any:
+        """``/invoke`` at the AWS Lambda runtime's invocation path, so Lambda clients work
+        unchanged: a failed step answers 200 with ``errorMessage`` and the header
+        ``X-Amz-Function-Error: Unhandled``, as Lambda does."""
+        ran = await run_one(request)
+        if isinstance(ran, Response):
+            return ran
+        item_id, found, value = ran
+        if found == "dead":
+            body = {"errorMessage": str(value), "errorType": value.error_type or "StepError"}
+            return SafeJSONResponse(body, headers={"X-Amz-Function-Error": "Unhandled"})
+        if found != "done":
+            return not_finished(item_id)
+        return {"id": item_id, "outputs": value}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
     async def readyz() -> Any:
-        """The stream is open and its workers are started."""
-        if not state["ready"]:
-            return JSONResponse({"ready": False}, status_code=503)
-        return {
-            "ready": True,
-            "run": stream.run_id,
-            "cold_start_seconds": round(state["cold_start_seconds"], 3),
-        }
+        """Ready once the resources are loaded and the stream is open; 503 while loading,
+        draining or failed."""
+        body = Readiness(
+            ready=state.ready and not state.draining,
+            loading=state.loading,
+            draining=state.draining,
+            run=stream.run_id or None,
+            cold_start_seconds=(
+                None if state.cold_start_seconds is None else round(state.cold_start_seconds, 3)
+            ),
+            error=state.failure,
+        )
+        return SafeJSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
-    add_step_routes(app, pipeline, runtime)
+    add_step_routes(app, pipeline, stream.runtime)
     return app
 
 
-async def _item_state(stream: Stream, item_id: str, wait: float) -> Any:
-    state, found = await _await_item(stream, item_id, wait)
-    if state == "missing":
-        return JSONResponse({"detail": f"no item {item_id!r}"}, status_code=404)
-    if state == "done":
-        return {"id": item_id, "state": "done", "outputs": found}
-    if state == "dead":
-        return {"id": item_id, "state": "dead", "error": found}
-    return {"id": item_id, "state": "running"}
+# helpers -------------------------------------------------------------------------------------
+_ID_SCHEMA = {"type": "string", "pattern": f"^{_ID_PATTERN}$", "description": _ID_RULE}
+_WAIT_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"
+#: The request body of the ingest routes, for the OpenAPI document: any JSON object (the
+#: item's fields, with an optional ``id``) or a file upload.
+_ITEM_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"id": _ID_SCHEMA},
+                    "additionalProperties": True,
+                }
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "id": _ID_SCHEMA,
+                    },
+                    "required": ["file"],
+                    "additionalProperties": False,
+                }
+            },
+        },
+    }
+}
+
+
+async def _uploaded_item(request: Request, folder: Path, max_body: int) -> Any:
+    """Keep an uploaded file durably (written, synced, renamed into place) and return it as a
+    file item, so steps read it as they read files of a batch run."""
+    try:
+        form = await request.form(max_files=1, max_fields=8, max_part_size=max_body)
+    except Exception as exc:  # the multipart parser's errors have no common base
+        return problem(422, f"the upload could not be read: {exc}")
+    unknown = sorted(set(form.keys()) - {"file", "id"})
+    if unknown:
+        return problem(422, f"unknown form fields {unknown}: send 'file' and optionally 'id'")
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        return problem(422, "field 'file': a multipart upload needs a 'file' part")
+    name = Path(upload.filename or "upload").name or "upload"
+    item_id = form.get("id", name)
+    if not _valid_id(item_id):
+        return problem(422, f"field 'id' must be {_ID_RULE}")
+    data = await upload.read()
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    target = folder / digest / name
+    await asyncio.to_thread(_write_durably, target, data)
+    return Item(item_id, ItemKind.FILE, path=target)
+
+
+def _valid_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and _ITEM_ID.fullmatch(value) is not None
+
+
+def _write_durably(target: Path, data: bytes) -> None:
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    with partial.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    partial.replace(target)
 
 
 async def _await_item(stream: Stream, item_id: str, wait: float) -> tuple[str, Any]:
-    """("done", outputs), ("dead", error), ("missing", None) or, after ``wait`` seconds,
+    """("done", outputs), ("dead", the StepError), ("missing", None) or, after ``wait`` seconds,
     ("running", None). Waits on the event loop, so a long wait holds no thread."""
     deadline = time.monotonic() + wait
     while True:
@@ -182,11 +387,16 @@ async def _await_item(stream: Stream, item_id: str, wait: float) -> tuple[str, A
         except UsageError:
             return "missing", None
         except StepError as exc:
-            return "dead", str(exc)
+            return "dead", exc
         except TimeoutError:
             if time.monotonic() >= deadline:
                 return "running", None
         await asyncio.sleep(0.005)
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    return f"field {where!r}: {error.get('msg', 'invalid')}" if where else error.get("msg", "")
 
 
 def check_binding(host: str, token: str | None) -> None:

@@ -437,24 +437,31 @@ def _items(
 
 
 def build_executors(
-    pipeline: Pipeline, graph: Graph, steps: Sequence[str], workers: int | None
+    pipeline: Pipeline,
+    graph: Graph,
+    steps: Sequence[str],
+    workers: int | None,
+    *,
+    runtime: Runtime | None = None,
 ) -> dict[Executor, list[str]]:
     """The executors of a run and the steps each serves: the process pool (inline with
-    ``workers=0``) for process steps, a thread pool per thread step."""
+    ``workers=0``) for process steps, a thread pool per thread step. Given a ``runtime``, every
+    executor uses it: workers forked from this process inherit the resources it has built."""
     factories = {name: r.fn for name, r in pipeline.resources.items()}
+    given = runtime
 
-    def runtime() -> Runtime:
-        return Runtime(graph, factories)
+    def runtime_() -> Runtime:
+        return given if given is not None else Runtime(graph, factories)
 
     lanes: dict[Executor, list[str]] = {}
     process_steps = [s for s in steps if graph.nodes[s].step.options.executor == "process"]
     if process_steps:
         count = (os.cpu_count() or 1) if workers is None else workers
         pool: Executor = (
-            InlineExecutor(runtime()) if count == 0 else ProcessExecutor(runtime, count)
+            InlineExecutor(runtime_()) if count == 0 else ProcessExecutor(runtime_, count)
         )
         lanes[pool] = process_steps
-    shared = runtime()  # thread steps share one set of resources in this process
+    shared = runtime_()  # thread steps share one set of resources in this process
     for step in steps:
         options = graph.nodes[step].step.options
         if options.executor == "thread":

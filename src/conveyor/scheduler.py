@@ -124,20 +124,31 @@ class Scheduler:
         self._isolate: set[int] = set()
         self._wakeup: int | None = None
 
-    def run(self, *, open_until: threading.Event | None = None, wakeup: int | None = None) -> None:
-        """Dispatch and commit until every unit of the run is final. A stream passes
-        ``open_until``: the run goes on, idle, until that event is set and everything is done;
-        ``wakeup`` is a file descriptor written to when new items arrive."""
+    def run(
+        self,
+        *,
+        open_until: threading.Event | None = None,
+        wakeup: int | None = None,
+        abort: threading.Event | None = None,
+    ) -> bool:
+        """Dispatch and commit until every unit of the run is final, and return True. A stream
+        passes ``open_until``: the run goes on, idle, until that event is set and everything is
+        done; ``wakeup`` is a file descriptor written to when new items arrive. Once ``abort``
+        is set (then write to ``wakeup``), the units still leased go back to the queue for
+        whoever continues the run, and this returns False."""
         self._wakeup = wakeup
         try:
             while True:
+                if abort is not None and abort.is_set():
+                    self.store.release(self.run_id, self.owner)
+                    return False
                 self._beat()
                 self._drain_wakeup()
                 self._dispatch()
                 if not self._inflight:
                     if self.store.unfinished(self.run_id) == 0:
                         if open_until is None or open_until.is_set():
-                            return
+                            return True
                         wait(self._waitables(), timeout=0.5)
                         continue
                     self._sleep_until_retry()

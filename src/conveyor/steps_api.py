@@ -11,10 +11,10 @@ import typing
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, create_model
 
 from conveyor.item import Item, ItemKind
+from conveyor.schemas import StepOutput, error_responses, problem
 from conveyor.step import ITEM
 from conveyor.worker import Runtime, error_info
 
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 
 def add_step_routes(app: FastAPI, pipeline: Pipeline, runtime: Runtime) -> None:
-    """One route per step, each with its own request model in the OpenAPI document."""
+    """One route per step, each with its own request model in the OpenAPI document. A step
+    that raises answers 422 with the step and the exception; one that overruns its
+    ``timeout`` answers 504."""
     for name in pipeline.graph.order:
         node = pipeline.graph.nodes[name]
         model = _request_model(node)
@@ -33,6 +35,8 @@ def add_step_routes(app: FastAPI, pipeline: Pipeline, runtime: Runtime) -> None:
             summary=f"Run step {name!r} on the given inputs",
             description=(node.step.fn.__doc__ or "").strip() or None,
             name=f"step_{name}",
+            response_model=StepOutput,
+            responses=error_responses(401, 413, 422, 503, 504),
         )(_handler(node, model, runtime))
 
 
@@ -61,6 +65,7 @@ def _hints(node: StepNode) -> dict[str, Any]:
 def _handler(node: StepNode, model: type[BaseModel], runtime: Runtime) -> Any:
     step = node.step
     batched = bool(step.options.batch_size)
+    timeout = step.options.timeout
 
     async def invoke(body: model) -> Any:  # type: ignore[valid-type]
         values = body.model_dump()  # type: ignore[attr-defined]
@@ -75,15 +80,15 @@ def _handler(node: StepNode, model: type[BaseModel], runtime: Runtime) -> Any:
         try:
             for name in node.resources:
                 kwargs[name] = await asyncio.to_thread(runtime.resource, name)
-            value = await asyncio.to_thread(step.fn, **kwargs)
+            value = await asyncio.wait_for(asyncio.to_thread(step.fn, **kwargs), timeout)
+            if batched:
+                value = value[0]
+        except TimeoutError:
+            return problem(504, f"step {step.name!r} ran longer than its timeout of {timeout:g}s")
         except Exception as exc:
             info = error_info(exc, step.options)
-            return JSONResponse(
-                {"step": step.name, "error": {"type": info.type, "message": info.message}},
-                status_code=500,
-            )
-        if batched:
-            value = value[0]
+            detail = f"step {step.name!r} failed: {info.type}: {info.message}"
+            return problem(422, detail, step=step.name, error_type=info.type)
         return {"step": step.name, "output": value}
 
     invoke.__name__ = f"step_{step.name}"

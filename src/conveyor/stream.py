@@ -18,12 +18,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import StepError, UsageError
+from conveyor.item import ItemKind
 from conveyor.planner import plan_run, plan_signature
 from conveyor.runner import build_executors, coordinator_alive, finish_run, new_run_id
 from conveyor.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
-from conveyor.sources import items_from_iterable
+from conveyor.sources import SourceItem, items_from_iterable
 from conveyor.store import Store, open_store
 from conveyor.units import FINAL_STATES, RunState, UnitState
+from conveyor.worker import ResourceFailed, Runtime
 
 if TYPE_CHECKING:
     from conveyor.pipeline import Pipeline
@@ -44,8 +46,22 @@ class Stream:
         store: str | Path | None = None,
         workers: int | None = None,
         id_field: str | None = None,
+        preload: bool = False,
     ) -> None:
         self.pipeline = pipeline
+        #: Build every resource when the stream opens, before the workers start, so the first
+        #: item pays no model load (a server's warm start); otherwise each worker builds a
+        #: resource the first time a unit needs it.
+        self.preload = preload
+        #: The runtime of the stream's process: its resources serve thread steps and, with
+        #: ``preload``, are inherited by every worker.
+        self.runtime = Runtime(pipeline.graph, {n: r.fn for n, r in pipeline.resources.items()})
+        #: Whether the last :meth:`close` finished every accepted item (False when the grace
+        #: period ran out and the rest was left in the ledger for the next stream).
+        self.finished = True
+        #: Seconds spent building resources when the stream opened (with ``preload``).
+        self.load_seconds = 0.0
+        self._loaded = False
         self._store_location = store
         self._workers = workers
         self._id_field = id_field
@@ -53,6 +69,7 @@ class Stream:
         self._lock = threading.Lock()
         self._next_idx = 0
         self._closed = threading.Event()
+        self._abort = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._ingest: Store | None = None
@@ -71,8 +88,12 @@ class Stream:
         self.close()
 
     def open(self) -> None:
-        """Record the run, start the workers and the scheduler."""
+        """Record the run, build the resources (with ``preload``), start the workers and the
+        scheduler. A resource that fails to build with ``preload`` raises
+        :class:`~conveyor.errors.StepError` before anything starts."""
         graph = self.pipeline.graph
+        if self.preload:
+            self.load()
         steps = list(graph.order)
         versions = {n: r.code_version for n, r in self.pipeline.resources.items()}
         self._versions = versions
@@ -82,8 +103,9 @@ class Stream:
         ledger = open_store(self._store_location)
         self._ingest = open_store(self._store_location)
         signature = plan_signature(graph, steps, (), versions)
-        # A stream whose process died (killed, machine lost) left accepted items behind: the
-        # next stream of the same pipeline and code takes its run over and finishes them.
+        # A stream whose process died or stopped before its items finished left them in the
+        # ledger: the next stream of the same pipeline and code takes its run over; one with
+        # other code carries the unfinished items into its own run.
         previous = ledger.find_resumable(self.pipeline.name, STREAM_SOURCE, signature)
         if previous is not None and not coordinator_alive(ledger.get_run(previous)):
             self.run_id = previous
@@ -102,10 +124,11 @@ class Stream:
                 coordinator=coordinator,
             )
             ledger.mark_planned(self.run_id)
+        self._carry_over(ledger, steps)
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
-        lanes = build_executors(self.pipeline, graph, steps, self._workers)
+        lanes = build_executors(self.pipeline, graph, steps, self._workers, runtime=self.runtime)
         for executor in lanes:
             executor.start()  # fork here, before the scheduler thread exists
         scheduler = Scheduler(
@@ -115,8 +138,13 @@ class Stream:
 
         def loop() -> None:
             try:
-                scheduler.run(open_until=self._closed, wakeup=self._read_fd)
-                finish_run(ledger, self.run_id, steps)
+                if scheduler.run(open_until=self._closed, wakeup=self._read_fd, abort=self._abort):
+                    finish_run(ledger, self.run_id, steps)
+                else:
+                    self.finished = False
+                    ledger.set_run_state(
+                        self.run_id, RunState.INTERRUPTED, "stopped before its items finished"
+                    )
             except BaseException as exc:
                 self._failure = exc
                 ledger.set_run_state(self.run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
@@ -128,12 +156,18 @@ class Stream:
         self._thread = threading.Thread(target=loop, name="conveyor-stream", daemon=True)
         self._thread.start()
 
-    def close(self, timeout: float | None = None) -> None:
-        """Stop accepting items, finish the ones accepted, and end the run."""
+    def close(self, timeout: float | None = None, *, grace: float | None = None) -> None:
+        """Stop accepting items, finish the ones accepted, and end the run. With ``grace``,
+        items not finished after that many seconds stay in the ledger (their units handed
+        back) and the next stream of this pipeline finishes them; :attr:`finished` tells."""
         if self._thread is None:
             return
         self._closed.set()
         self._wake()
+        if grace is not None:
+            self._thread.join(grace)
+            self._abort.set()
+            self._wake()
         self._thread.join(timeout)
         if self._thread.is_alive():
             # Still finishing accepted items: keep everything it uses; close() may be called again.
@@ -146,6 +180,39 @@ class Stream:
             self._ingest = None
         if self._failure is not None:
             raise StepError(f"the stream's scheduler failed: {self._failure}") from self._failure
+
+    def _carry_over(self, ledger: Store, steps: list[str]) -> None:
+        """Plan the unfinished items of earlier, dead streams of this pipeline into this run
+        (finished units come back cached), and end those runs."""
+        for earlier in ledger.unfinished_runs(self.pipeline.name, STREAM_SOURCE):
+            if earlier == self.run_id or coordinator_alive(ledger.get_run(earlier)):
+                continue
+            rows = ledger.unfinished_item_rows(earlier)
+            items = (SourceItem(i, ItemKind(kind), key, payload, error)
+                     for i, kind, key, payload, error in rows)  # fmt: skip
+            plan_run(
+                ledger, self.run_id, self.pipeline.graph, steps, items, force=set(),
+                resource_versions=self._versions, start=self._next_idx,
+            )  # fmt: skip
+            self._next_idx = ledger.next_item_index(self.run_id)
+            ledger.supersede(earlier, f"its unfinished items continue in run {self.run_id}")
+
+    def load(self) -> None:
+        """Build every resource of the pipeline in this process now (once; later calls do
+        nothing). A resource that fails raises :class:`~conveyor.errors.StepError`."""
+        if self._loaded:
+            return
+        started = time.perf_counter()
+        for name in self.pipeline.resources:
+            try:
+                self.runtime.resource(name)
+            except ResourceFailed as exc:
+                cause = exc.__cause__ or exc
+                raise StepError(
+                    f"resource {name!r} failed to build: {type(cause).__name__}: {cause}"
+                ) from cause
+        self.load_seconds = time.perf_counter() - started
+        self._loaded = True
 
     # items -------------------------------------------------------------------------------------
     def submit(self, value: Any, *, id: str | None = None) -> str:
@@ -175,7 +242,8 @@ class Stream:
             return ingest.unfinished_items(self.run_id)
 
     def result(self, item_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Every step's output for ``item_id`` once all its units are finished; raises
+        """Every step's output for ``item_id`` (in this stream, or else in the latest earlier
+        stream of this pipeline) once all its units are finished; raises
         :class:`StepError` naming the step if one of them is dead, :class:`TimeoutError` if
         ``timeout`` seconds pass first."""
         ingest = self._open_ingest()
@@ -183,6 +251,12 @@ class Stream:
         while True:
             with self._lock:
                 units = ingest.item_units(self.run_id, item_id)
+                if not units:  # submitted before a restart, to an earlier run of this stream
+                    earlier = ingest.latest_run_with_item(
+                        self.pipeline.name, STREAM_SOURCE, item_id
+                    )
+                    if earlier is not None:
+                        units = ingest.item_units(earlier, item_id)
             if not units:
                 raise UsageError(f"no item {item_id!r} was submitted to this stream")
             if all(state in FINAL_STATES for _, state, _, _, _ in units):
@@ -213,6 +287,10 @@ def _outputs(
         if step in outputs:
             continue  # an older version of the same item id: the newest comes first
         if state is UnitState.DEAD:
-            raise StepError(f"step {step!r} failed on item {item_id!r}: {error_type}: {message}")
+            raise StepError(
+                f"step {step!r} failed on item {item_id!r}: {error_type}: {message}",
+                step=step,
+                error_type=error_type,
+            )
         outputs[step] = pickle.loads(value) if value is not None else None
     return outputs

@@ -40,11 +40,16 @@ def free_port() -> int:
 
 
 def call(
-    url: str, body: Any = None, *, token: str | None = None, raw: bytes | None = None
+    url: str,
+    body: Any = None,
+    *,
+    token: str | None = None,
+    raw: bytes | None = None,
+    content_type: str = "application/json",
 ) -> tuple[int, Any]:
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
-    request.add_header("Content-Type", "application/json")
+    request.add_header("Content-Type", content_type)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -55,7 +60,7 @@ def call(
 
 
 class Server:
-    def __init__(self, cwd: Path, *args: str) -> None:
+    def __init__(self, cwd: Path, *args: str, ready: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "NO_COLOR": "1"}
@@ -64,13 +69,16 @@ class Server:
              "-w", "1", *args],
             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        token = args[args.index("--token") + 1] if "--token" in args else None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if call(f"{self.url}/readyz", token=args[-1] if "--token" in args else None)[0]:
+                status = call(f"{self.url}/readyz", token=token)[0]
+                if status == 200 or not ready:
                     return
             except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
+                pass
+            time.sleep(0.05)
         raise AssertionError(f"server did not start: {self.proc.stderr}")
 
     def stop(self) -> tuple[int, str]:
@@ -107,8 +115,20 @@ def test_ingest_read_invoke_and_lambda_shape(served: Server, tmp_path: Path) -> 
     assert status == 200 and lam["outputs"] == {"words": 1, "doubled": 2}
 
     status, failed = call(f"{url}/invoke", {"id": "bad", "text": "poison"})
-    assert status == 500 and "step 'words' failed on item 'bad'" in failed["error"]
+    assert status == 422 and "step 'words' failed on item 'bad'" in failed["detail"]
+    assert (failed["id"], failed["step"], failed["error_type"]) == ("bad", "words", "ValueError")
     assert call(f"{url}/items/bad")[1]["state"] == "dead"
+    # A failed Lambda invocation answers as Lambda does: 200, the error, and a header.
+    request = urllib.request.Request(
+        f"{url}/2015-03-31/functions/function/invocations",
+        data=json.dumps({"id": "bad2", "text": "poison"}).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+        assert response.headers["X-Amz-Function-Error"] == "Unhandled"
+        body = json.loads(response.read())
+    assert body["errorType"] == "ValueError" and "poisoned" in body["errorMessage"]
 
     code, err = served.stop()
     assert code == 0, err
@@ -119,7 +139,9 @@ def test_ingest_read_invoke_and_lambda_shape(served: Server, tmp_path: Path) -> 
 def test_bad_requests_get_clear_status_codes(served: Server) -> None:
     url = served.url
     assert call(f"{url}/items", raw=b"{not json")[0] == 422
-    assert call(f"{url}/items", raw=b"[1, 2]")[1] == {"detail": "body must be a JSON object"}
+    assert call(f"{url}/items", raw=b"[1, 2]")[1] == {
+        "detail": "body must be a JSON object (the item's fields)"
+    }
     assert call(f"{url}/items", {"id": "../../etc/passwd x", "text": "t"})[0] == 422
     assert call(f"{url}/items/nope")[0] == 404
     assert call(f"{url}/items/x?wait=soon")[0] == 422
@@ -218,14 +240,186 @@ def test_each_step_is_its_own_api_with_a_schema(served: Server) -> None:
         {"step": "words", "output": 3},
     )
     status, invalid = call(f"{url}/steps/doubled", {"words": "many"})
-    assert status == 422 and invalid["detail"][0]["loc"] == ["body", "words"]
+    assert status == 422 and invalid["detail"].startswith("field 'words': ")
     status, missing = call(f"{url}/steps/words", {"text": "no item field"})
-    assert status == 422 and missing["detail"][0]["loc"] == ["body", "item"]
+    assert (status, missing["detail"]) == (422, "field 'item': Field required")
     assert call(f"{url}/steps/nosuch", {"x": 1})[0] == 404
     status, failed = call(f"{url}/steps/words", {"item": {"text": "poison"}})
-    assert status == 500 and failed["error"] == {"type": "ValueError", "message": "poisoned"}
+    assert status == 422 and (failed["step"], failed["error_type"]) == ("words", "ValueError")
+    assert failed["detail"] == "step 'words' failed: ValueError: poisoned"
     status, schema = call(f"{url}/openapi.json")
     assert status == 200 and {"/steps/words", "/steps/doubled", "/items"} <= set(schema["paths"])
     doubled = schema["components"]["schemas"]["doubled_input"]
     assert doubled["properties"]["words"]["type"] == "integer"
     assert doubled["required"] == ["words"]
+
+
+@pytest.mark.slow
+def test_sigterm_drains_refusing_new_items_then_exits_0(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(SLOW_PIPELINE)
+    server = Server(tmp_path)
+    for i in range(4):
+        assert call(f"{server.url}/items", {"id": f"d{i}", "text": "a b"})[0] == 202
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    status, refused = call(f"{server.url}/items", {"id": "late", "text": "x"})
+    assert status == 503 and refused["detail"] == "the server is shutting down"
+    status, ready = call(f"{server.url}/readyz")
+    assert status == 503 and ready["draining"] is True
+    _, err = server.proc.communicate(timeout=60)
+    assert server.proc.returncode == 0, err
+    assert "accepted items finished" in err
+
+    again = Server(tmp_path)
+    try:
+        for i in range(4):
+            assert call(f"{again.url}/items/d{i}")[1]["state"] == "done"
+        assert call(f"{again.url}/items/late")[0] == 404
+    finally:
+        again.stop()
+
+
+STUCK_PIPELINE = """
+import time
+import conveyor as cv
+pipe = cv.Pipeline("served-stuck")
+
+@pipe.step
+def words(item: cv.Item) -> int:
+    if item["text"] == "slow":
+        time.sleep(30)
+    return len(item["text"].split())
+"""
+
+
+@pytest.mark.slow
+def test_a_drain_past_its_grace_leaves_items_to_the_next_start(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(STUCK_PIPELINE)
+    server = Server(tmp_path, "--grace", "1s")
+    assert call(f"{server.url}/items", {"id": "stuck", "text": "slow"})[0] == 202
+    time.sleep(0.3)  # let it start
+    started = time.monotonic()
+    code, err = server.stop()
+    assert code == 0, err
+    assert time.monotonic() - started < 15
+    assert "stay in the ledger for the next start" in err
+
+    (tmp_path / "p.py").write_text(STUCK_PIPELINE.replace("time.sleep(30)", "pass"))
+    again = Server(tmp_path)
+    try:
+        status, item = call(f"{again.url}/items/stuck?wait=20s")
+        assert (status, item["state"]) == (200, "done"), item
+    finally:
+        again.stop()
+
+
+LOADING_PIPELINE = """
+import os
+import time
+import conveyor as cv
+pipe = cv.Pipeline("served-with-a-model")
+
+@pipe.resource
+def model():
+    with open("loads.txt", "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    time.sleep(float(os.environ.get("LOAD_SECONDS", "1.5")))
+    if os.environ.get("LOAD_FAILS"):
+        raise RuntimeError("weights missing")
+    return {"scale": 10}
+
+@pipe.step
+def scored(item: cv.Item, model) -> int:
+    return model["scale"] * len(item["text"])
+"""
+
+
+@pytest.mark.slow
+def test_resources_load_once_before_ready_and_cold_start_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(LOADING_PIPELINE)
+    server = Server(tmp_path, ready=False)
+    try:
+        status, ready = call(f"{server.url}/readyz")
+        assert (status, ready["ready"], ready["loading"]) == (503, False, True)
+        assert call(f"{server.url}/items", {"text": "early"})[0] == 503
+        deadline = time.monotonic() + 30
+        while call(f"{server.url}/readyz")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status, ready = call(f"{server.url}/readyz")
+        assert status == 200 and ready["cold_start_seconds"] >= 1.5
+        for i in range(6):
+            status, invoked = call(f"{server.url}/invoke", {"text": "x" * i})
+            assert (status, invoked["outputs"]) == (200, {"scored": 10 * i})
+        assert call(f"{server.url}/steps/scored", {"item": {"text": "abc"}})[1]["output"] == 30
+    finally:
+        server.stop()
+    # Built once, in the server, before the workers were forked; none built it again.
+    assert len((tmp_path / "loads.txt").read_text().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_resource_that_fails_to_load_stops_the_server_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "p.py").write_text(LOADING_PIPELINE)
+    env = {**os.environ, "LOAD_SECONDS": "0", "LOAD_FAILS": "1", "NO_COLOR": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "conveyor", "serve", "p.py", "--port", str(free_port())],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "resource 'model' failed to build: RuntimeError: weights missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+UPLOAD_PIPELINE = """
+import conveyor as cv
+pipe = cv.Pipeline("served-files")
+
+@pipe.step
+def lines(item: cv.Item) -> int:
+    return len(item.read_text().splitlines())
+"""
+
+
+def upload(url: str, name: str, data: bytes, item_id: str | None = None) -> tuple[int, Any]:
+    boundary = "----conveyor-test"
+    parts = []
+    if item_id is not None:
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="id"\r\n\r\n'
+            f"{item_id}\r\n".encode()
+        )
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        f"Content-Type: text/plain\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return call(url, raw=b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}")
+
+
+@pytest.mark.slow
+def test_an_uploaded_file_is_an_item_read_like_a_file_of_a_batch(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(UPLOAD_PIPELINE)
+    server = Server(tmp_path)
+    try:
+        status, accepted = upload(f"{server.url}/items", "notes.txt", b"a\nb\nc\n")
+        assert (status, accepted["id"]) == (202, "notes.txt")
+        status, item = call(f"{server.url}/items/notes.txt?wait=20s")
+        assert (status, item["outputs"]) == (200, {"lines": 3})
+        # The same id with new content is a new version of the item.
+        upload(f"{server.url}/items", "notes.txt", b"a\n", item_id="notes.txt")
+        deadline = time.monotonic() + 20
+        while call(f"{server.url}/items/notes.txt")[1].get("outputs") != {"lines": 1}:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        status, bad = call(
+            f"{server.url}/items", raw=b"--x\r\n", content_type="multipart/form-data; boundary=x"
+        )
+        assert status == 422
+        status, bad = upload(f"{server.url}/items", "x.txt", b"x", item_id="../../etc")
+        assert (status, bad["detail"].startswith("field 'id' must be")) == (422, True)
+    finally:
+        server.stop()

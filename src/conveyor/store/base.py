@@ -157,6 +157,24 @@ class Store(abc.ABC):
     ) -> list[tuple[str, UnitState, bytes | None, str | None, str | None]]:
         """(step, state, pickled result, error type, error message) of one item's units."""
 
+    @abc.abstractmethod
+    def latest_run_with_item(self, pipeline: str, source: str, item_id: str) -> str | None:
+        """The newest run of ``pipeline`` over ``source`` that has the item ``item_id``."""
+
+    @abc.abstractmethod
+    def unfinished_runs(self, pipeline: str, source: str) -> list[str]:
+        """Runs of ``pipeline`` over ``source`` not in a final state, oldest first."""
+
+    @abc.abstractmethod
+    def unfinished_item_rows(self, run_id: str) -> list[tuple[str, str, str, bytes, str | None]]:
+        """(id, kind, key, payload, error) of the run's items that still have units to
+        finish, in source order."""
+
+    @abc.abstractmethod
+    def supersede(self, run_id: str, message: str) -> None:
+        """End a run whose unfinished items continue elsewhere: its unfinished units become
+        ``skipped`` with ``message``, and the run ``completed_with_errors``."""
+
     # the dead-letter queue ----------------------------------------------------------------------
     @abc.abstractmethod
     def dead_units(

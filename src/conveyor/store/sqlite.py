@@ -371,6 +371,31 @@ class SQLiteStore(Store):
         return [(step, UnitState(state), value, etype, message)
                 for step, state, value, etype, message in cursor]  # fmt: skip
 
+    def latest_run_with_item(self, pipeline: str, source: str, item_id: str) -> str | None:
+        row = self._db.execute(
+            _Q["latest_run_with_item"],
+            {"pipeline": pipeline, "source": source, "item_id": item_id},
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def unfinished_runs(self, pipeline: str, source: str) -> list[str]:
+        cursor = self._db.execute(_Q["unfinished_runs"], {"pipeline": pipeline, "source": source})
+        return [str(row[0]) for row in cursor]
+
+    def unfinished_item_rows(self, run_id: str) -> list[tuple[str, str, str, bytes, str | None]]:
+        cursor = self._db.execute(_Q["unfinished_item_rows"], {"run_id": run_id})
+        return [(item_id, kind, key, payload, error)
+                for item_id, kind, key, payload, error in cursor]  # fmt: skip
+
+    def supersede(self, run_id: str, message: str) -> None:
+        with self._write():
+            self._db.execute(_Q["supersede_units"], {"run_id": run_id, "message": message})
+            self._db.execute(
+                _Q["set_run_state"],
+                {"id": run_id, "state": RunState.COMPLETED_WITH_ERRORS.value,
+                 "message": message, "finished_at": time.time()},
+            )  # fmt: skip
+
     # the dead-letter queue ----------------------------------------------------------------------
     def dead_units(
         self,

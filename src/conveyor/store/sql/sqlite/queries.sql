@@ -229,6 +229,30 @@ LEFT JOIN results r ON r.key = u.key AND u.state IN ('done', 'cached')
 WHERE i.run_id = :run_id AND i.item_id = :item_id
 ORDER BY i.idx DESC, u.id;
 
+-- name: latest_run_with_item
+SELECT r.id FROM runs r
+WHERE r.pipeline = :pipeline AND r.source = :source
+  AND EXISTS (SELECT 1 FROM items i WHERE i.run_id = r.id AND i.item_id = :item_id)
+ORDER BY r.created_at DESC LIMIT 1;
+
+-- name: unfinished_runs
+SELECT id FROM runs
+WHERE pipeline = :pipeline AND source = :source AND state IN ('running', 'interrupted', 'failed')
+ORDER BY created_at;
+
+-- name: unfinished_item_rows
+SELECT i.item_id, i.kind, i.key, i.payload, i.error FROM items i
+WHERE i.run_id = :run_id AND EXISTS (
+    SELECT 1 FROM units u WHERE u.run_id = i.run_id AND u.item_idx = i.idx
+      AND u.state IN ('pending', 'ready', 'running'))
+ORDER BY i.idx;
+
+-- name: supersede_units
+UPDATE units SET state = 'skipped', lease_owner = NULL, lease_expires = NULL,
+       error_type = 'Superseded',
+       error_message = :message
+WHERE run_id = :run_id AND state IN ('pending', 'ready', 'running');
+
 -- name: unfinished_items
 SELECT count(DISTINCT item_idx) FROM units
 WHERE run_id = :run_id AND state IN ('pending', 'ready', 'running');
