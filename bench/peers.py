@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import Scratch, calibrate, console, environment, load_note, median, say
+from rich.console import JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
@@ -97,6 +98,7 @@ class Config:
     io_sleep: float
     io_concurrency: int
     example_files: int | None  # None: all of them
+    warmup_units: int
     workers: int = WORKERS
     redis_url: str = "redis://127.0.0.1:6379/12"
     pg_url: str = "postgresql://postgres@127.0.0.1:5432"
@@ -104,16 +106,22 @@ class Config:
     @classmethod
     def make(cls, quick: bool, **overrides: Any) -> Config:
         """The full configuration, or the quick one, with ``overrides``."""
-        if quick:
-            sizes: dict[str, Any] = dict(
-                repeats=1, noop_units=2_000, cpu_units=40, io_units=400, example_files=100
-            )
-        else:
-            sizes = dict(
+        sizes: dict[str, Any] = (
+            dict(repeats=1, noop_units=1_000, cpu_units=40, io_units=400, example_files=100)
+            if quick
+            else dict(
                 repeats=3, noop_units=20_000, cpu_units=400, io_units=1_000, example_files=None
             )
+        )
         sizes.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(quick=quick, cpu_unit_seconds=0.02, io_sleep=0.1, io_concurrency=200, **sizes)
+        return cls(
+            quick=quick,
+            cpu_unit_seconds=0.02,
+            io_sleep=0.1,
+            io_concurrency=200,
+            warmup_units=50 if quick else 200,
+            **sizes,
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -247,6 +255,7 @@ def run_backend(
         "io_units": cfg.io_units,
         "io_sleep": cfg.io_sleep,
         "io_concurrency": cfg.io_concurrency,
+        "warmup_units": cfg.warmup_units,
         "example_data": str(data) if data is not None else None,
         "scratch": str(folder),
         "redis_url": cfg.redis_url,
@@ -255,26 +264,27 @@ def run_backend(
     label = BACKENDS[backend]
     timeout = 300.0 if cfg.quick else 3600.0
     for event in child_events(spec, folder, timeout):
-        kind, workload = event["event"], event.get("workload")
+        kind, workload = event["event"], str(event.get("workload", "*"))
+        shown = "every workload" if workload == "*" else workload
         if kind == "startup":
             found.startup[backend][event["what"]].append(event["seconds"])
             what = escape(event["what"])
             say(f"   [dim]{label}: {what} {event['seconds']:.2f} s (not timed)[/dim]")
         elif kind == "result":
             found.results[workload][backend].append(event)
-            note = " (computed)" if event.get("computed") else ""
+            computed = " (computed)" if event.get("computed") else ""
             say(
-                f"   {label}, {workload}: {event['seconds']:.3f} s{note}, "
+                f"   {label}, {workload}: {event['seconds']:.3f} s{computed}, "
                 f"{event['units'] / event['seconds']:,.0f} units/s"
             )
         elif kind == "na":
             for name in workloads if workload == "*" else [workload]:
                 found.na[name][backend] = event["reason"]
-            say(f"   [yellow]{label}, {workload}: n/a[/yellow] ({escape(event['reason'])})")
+            say(f"   [yellow]{label}, {shown}: n/a[/yellow] ({escape(event['reason'])})")
         elif kind == "error":
             for name in workloads if workload == "*" else [workload]:
                 found.errors[name][backend].append(event["error"])
-            say(f"   [red]{label}, {workload}: failed[/red]: {escape(event['error'])}")
+            say(f"   [red]{label}, {shown}: failed[/red]: {escape(event['error'])}")
 
 
 def prepare_example(scratch: Scratch, files: int | None) -> Path | None:
@@ -334,36 +344,68 @@ def note(workload: str, backend: str, cfg: Config, found: Measurements) -> str:
     return "; ".join(parts)
 
 
+def times(ratio: float) -> str:
+    """A ratio for a table: two decimals, or two significant digits when it is tiny."""
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
+def columns(table: Table, spec: Sequence[tuple[str, JustifyMethod]]) -> Table:
+    """Add the named columns, each justified as given."""
+    for name, justify in spec:
+        table.add_column(name, justify=justify)
+    return table
+
+
 def workload_table(workload: str, cfg: Config, per_unit: float, found: Measurements) -> Table:
     """One workload: every backend's median wall time, units/s and ratio to Conveyor local."""
-    table = Table(title=f"{workload}: {workload_title(workload, cfg, per_unit, found)}")
-    for name, justify in (
-        ("backend", "left"),
-        ("mode", "left"),
-        ("wall s (median)", "right"),
-        ("units/s", "right"),
-        ("wall / conveyor local", "right"),
-        ("note", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    title = f"{workload}: {workload_title(workload, cfg, per_unit, found)}"
+    table = columns(
+        Table(title=title),
+        [
+            ("backend", "left"),
+            ("mode", "left"),
+            ("wall s (median)", "right"),
+            ("units/s", "right"),
+            ("wall / conveyor local", "right"),
+            ("note", "left"),
+        ],
+    )
     base = found.wall(workload, BASELINE)
     for backend, label in BACKENDS.items():
         wall = found.wall(workload, backend)
         if wall is None:
-            why = found.why_missing(workload, backend).split(": ", 1)[1]
-            if why != "not run":
-                table.add_row(label, "", "n/a", "", "", f"[dim]{escape(why)}[/dim]")
+            if backend in found.na[workload]:
+                table.add_row(label, "", "n/a", "", "", "[dim]not measured: see below[/dim]")
+            elif found.errors[workload].get(backend):
+                table.add_row(label, "", "[red]failed[/red]", "", "", "[dim]see above[/dim]")
             continue
         runs = found.results[workload][backend]
         rate = found.units(workload, backend) / wall
         table.add_row(
             label,
             escape(runs[0]["mode"]),
-            f"{wall:.3f}",
+            f"{wall:.3f}" if wall >= 0.01 else f"{wall:.2g}",
             f"{rate:,.0f}",
-            f"{wall / base:.2f}x" if base else "-",
+            times(wall / base) if base else "-",
             escape(note(workload, backend, cfg, found)),
         )
+    return table
+
+
+def not_measured_table(found: Measurements, workloads: Sequence[str]) -> Table:
+    """Each backend and workload without a figure, with the reason, said once per reason."""
+    table = Table(title="not measured (n/a)")
+    table.add_column("backend")
+    table.add_column("workloads")
+    table.add_column("why")
+    for backend, label in BACKENDS.items():
+        reasons: dict[str, list[str]] = defaultdict(list)
+        for workload in workloads:
+            if backend in found.na[workload]:
+                reasons[found.na[workload][backend]].append(workload)
+        for reason, names in reasons.items():
+            shown = "all" if len(names) == len(workloads) > 1 else ", ".join(names)
+            table.add_row(label, shown, escape(reason))
     return table
 
 
@@ -389,11 +431,6 @@ class Target:
     ratio: str
     passed: bool | None
     reason: str = ""
-
-
-def us(workload: str, backend: str, found: Measurements) -> float:
-    """Median microseconds per unit."""
-    return 1e6 / (found.rate(workload, backend) or math.inf)
 
 
 def targets(cfg: Config, found: Measurements) -> list[Target]:
@@ -484,15 +521,16 @@ def targets_table(rows: Sequence[Target], quick: bool) -> Table:
     title = "targets of issue #6 (medians)" + (
         " - QUICK sizes: fixed costs dominate, indicative only" if quick else ""
     )
-    table = Table(title=title)
-    for name, justify in (
-        ("target", "left"),
-        ("measured", "left"),
-        ("ratio", "right"),
-        ("result", "center"),
-        ("why (for a miss or an n/a)", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = columns(
+        Table(title=title),
+        [
+            ("target", "left"),
+            ("measured", "left"),
+            ("ratio", "right"),
+            ("result", "center"),
+            ("why (for a miss or an n/a)", "left"),
+        ],
+    )
     for row in rows:
         verdict = (
             "[dim]n/a[/dim]"
@@ -580,6 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print()
     for workload in workloads:
         console.print(workload_table(workload, cfg, per_unit, found))
+    if any(found.na[w] for w in workloads):
+        console.print(not_measured_table(found, workloads))
     console.print(startup_table(found))
     verdicts = targets(cfg, found)
     console.print(targets_table(verdicts, cfg.quick))
