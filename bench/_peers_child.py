@@ -514,6 +514,10 @@ class Dask(Backend):
 # ------------------------------------------------------------------------------------------------
 
 
+#: Prefixes of the keys Celery and kombu keep in Redis: the only keys the benchmark will flush.
+OUR_REDIS_KEYS = ("celery", "_kombu.", "unacked", "peers", "celeryev")
+
+
 class Celery(Backend):
     """A real ``celery worker`` process (``--pool=prefork --concurrency=N``) on ``_celery_app``,
     Redis as broker and result backend on a database of its own; a ``group`` of the units is
@@ -523,6 +527,7 @@ class Celery(Backend):
     def __init__(self, spec: Spec) -> None:
         super().__init__(spec)
         self.redis: Any = None
+        self.owns_db = False  # True once the database is known to hold only Celery's keys
         self.worker: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -537,7 +542,18 @@ class Celery(Backend):
             self.redis.ping()
         except redis.RedisError as exc:
             raise NotAvailable(f"no Redis at {self.spec.redis_url}: {exc}") from None
+        strangers = [
+            key
+            for key in self.redis.scan_iter(count=1000)
+            if not key.decode(errors="replace").startswith(OUR_REDIS_KEYS)
+        ]
+        if strangers:
+            raise NotAvailable(
+                f"Redis database {self.spec.redis_url} holds keys that are not Celery's "
+                f"(e.g. {strangers[0]!r}); pass --redis-url with a database of its own"
+            )
         self.redis.flushdb()  # our own database only: leftovers of an interrupted run
+        self.owns_db = True
         self.capp = _celery_app
         self.start_worker("prefork", self.spec.workers, _celery_app.QUEUE)
         with stopwatch() as took:
@@ -611,7 +627,8 @@ class Celery(Backend):
         self.stop_worker()
         if self.redis is not None:
             try:
-                self.redis.flushdb()
+                if self.owns_db:
+                    self.redis.flushdb()
             finally:
                 self.redis.close()
 

@@ -224,9 +224,13 @@ def child_events(spec: dict[str, Any], folder: Path, timeout: float) -> Iterator
         proc.wait()
     finally:
         timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # interrupted: let the child stop what it started
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     if expired.is_set():
         yield {"event": "error", "workload": "*", "error": f"timed out after {timeout:.0f} s"}
     elif proc.returncode != 0:
@@ -502,7 +506,10 @@ def targets(cfg: Config, found: Measurements) -> list[Target]:
         "conveyor local >= 2x Celery's units/s, no-op workload",
         "noop", "conveyor", "celery",
         lambda a, b: b / a, lambda r: r >= 2.0, "{:.2f}x",
-        lambda a, b: f"{a / n_noop * 1e6:.0f} us/unit vs Celery's {b / n_noop * 1e6:.0f}",
+        lambda a, b: (
+            f"{a / n_noop * 1e6:.0f} us/unit vs Celery's {b / n_noop * 1e6:.0f}"
+            + (": fixed costs dominate at --quick sizes" if cfg.quick else "")
+        ),
     )  # fmt: skip
     check(
         "PostgreSQL store >= 0.5x the SQLite store's units/s, no-op workload",
@@ -583,6 +590,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every backend on every workload, print the tables and the targets, write ``--json``;
     returns 1 if a backend failed (n/a is not a failure), else 0."""
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: the running child is told to stop what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = Config.make(
         args.quick, repeats=args.repeats, redis_url=args.redis_url, pg_url=args.pg_url
     )
