@@ -217,7 +217,7 @@ class Conveyor(Backend):
         from conveyor.runner import run_pipeline
         from conveyor.store import open_store
 
-        self.cv, self.core = cv, core
+        self.core = core
         self.extra: dict[str, Any] = {}
         if self.executor is not None:
             if "executor" not in inspect.signature(run_pipeline).parameters:
