@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data/licenses
 
-.PHONY: example test lint bench clean
+.PHONY: example test lint bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: $(BIN)/python
 bench: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/core.py
+
+# Conveyor against Ray, Dask, Celery (Redis on 127.0.0.1:6379), multiprocessing.Pool and a loop.
+# Options through ARGS, e.g. make bench-peers ARGS="--quick" or ARGS="--json peers.json".
+bench-peers: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/peers.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .conveyor data build src/*.egg-info

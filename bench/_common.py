@@ -1,6 +1,7 @@
-"""Helpers shared by ``bench/core.py`` and ``bench/faults.py``: the console and progress lines,
-medians and timing, the CPU busy loop and its calibration, the scratch folder of fresh ledgers,
-the results record, the summary table and the driver that runs the sections.
+"""Helpers shared by the benchmarks in ``bench/``: the console and progress lines, medians and
+timing, the calibration of the CPU busy loop (:func:`_units.spin`, re-exported here), the
+scratch folder of fresh ledgers, the results record, the summary table and the driver that runs
+the sections.
 
 The benchmarks are run as scripts (``python bench/core.py``), so ``bench/`` is on ``sys.path``
 and they import this module as ``_common``.
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from _units import spin as spin  # re-exported for core.py and stream.py
 from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
@@ -84,14 +86,6 @@ def environment() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # CPU work
 # ------------------------------------------------------------------------------------------------
-
-
-def spin(loops: int) -> int:
-    """Pure-Python busy loop: CPU work that holds the GIL and touches no memory."""
-    x = 0
-    for i in range(loops):
-        x ^= i
-    return x
 
 
 def burn_loops(loops: int) -> float:

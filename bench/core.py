@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -655,16 +655,16 @@ class _Failed:
 FAILED = _Failed()
 
 
-def sequential_run(pipe: cv.Pipeline, data: Path) -> dict[str, Any]:
-    """Run the pipeline's step functions over every file in a plain loop, step by step in
-    topological order, batched steps in batches of their ``batch_size``. Resources are built
-    once. A unit that raises is counted and its dependents are skipped, like Conveyor does."""
-    started = time.perf_counter()
-    graph = pipe.graph
-    items = [
+def file_items(data: Path, paths: Iterable[Path] | None = None) -> list[cv.Item]:
+    """Items for the files under ``data`` (or for ``paths`` under it), with Conveyor's ids."""
+    return [
         cv.Item(path.relative_to(data).as_posix(), cv.ItemKind.FILE, path=path.resolve())
-        for path in input_files(data)
+        for path in (input_files(data) if paths is None else paths)
     ]
+
+
+def resource_builder(pipe: cv.Pipeline) -> Callable[[str], Any]:
+    """A function returning the pipeline's resource of a name, each built once on first use."""
     built: dict[str, Any] = {}
 
     def resource(name: str) -> Any:
@@ -674,13 +674,23 @@ def sequential_run(pipe: cv.Pipeline, data: Path) -> dict[str, Any]:
             built[name] = res.fn(**kwargs)
         return built[name]
 
+    return resource
+
+
+def run_steps(
+    pipe: cv.Pipeline, items: Sequence[cv.Item], resource: Callable[[str], Any]
+) -> tuple[dict[str, list[Any]], int]:
+    """Run the pipeline's step functions over ``items`` in a plain loop, step by step in
+    topological order, batched steps in batches of their ``batch_size``; returns every step's
+    outputs (:data:`FAILED` where a unit raised or its input did) and the failed units."""
+    graph = pipe.graph
     outputs: dict[str, list[Any]] = {}
     failures = 0
     for name in graph.order:
         node = graph.nodes[name]
         fn = node.step.fn
         shared = {r: resource(r) for r in node.resources}
-        columns: list[tuple[str, list[Any]]] = [(up, outputs[up]) for up in node.upstream]
+        columns: list[tuple[str, Sequence[Any]]] = [(up, outputs[up]) for up in node.upstream]
         if node.uses_item:
             columns.insert(0, ("item", items))
         out: list[Any] = [FAILED] * len(items)
@@ -704,6 +714,16 @@ def sequential_run(pipe: cv.Pipeline, data: Path) -> dict[str, Any]:
                 except Exception:
                     failures += 1
         outputs[name] = out
+    return outputs, failures
+
+
+def sequential_run(pipe: cv.Pipeline, data: Path) -> dict[str, Any]:
+    """Run the pipeline's step functions over every file in a plain loop (:func:`run_steps`).
+    Resources are built once. A unit that raises is counted and its dependents are skipped,
+    like Conveyor does."""
+    started = time.perf_counter()
+    items = file_items(data)
+    _, failures = run_steps(pipe, items, resource_builder(pipe))
     return {"seconds": time.perf_counter() - started, "failures": failures, "items": len(items)}
 
 
