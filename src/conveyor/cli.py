@@ -59,6 +59,37 @@ for _console in (out, err):
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+@app.callback()
+def _global_options(
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            envvar="CONVEYOR_LOG_FORMAT",
+            help="How events (runs, failed units, lost workers, alarms) are logged to stderr: "
+            "text or json (one object per line).",
+        ),
+    ] = "text",
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            envvar="CONVEYOR_LOG_LEVEL",
+            help="debug, info, warning or error [default: warning for text, info for json].",
+        ),
+    ] = None,
+) -> None:
+    """Options that come before the command: conveyor --log-format json run ..."""
+    from conveyor.logs import configure
+
+    try:
+        configure(log_format, log_level)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] --log-format/--log-level: {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 StoreOpt = Annotated[
     str | None,
     typer.Option(
@@ -194,6 +225,14 @@ def run(
             help="Start a new run even if an unfinished run of the same command exists.",
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            envvar="CONVEYOR_METRICS_PORT",
+            help="Serve the run's Prometheus metrics on 127.0.0.1:PORT/metrics while it runs.",
+        ),
+    ] = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Run PIPELINE over every item of --input; finished units are never recomputed, and an
@@ -220,6 +259,7 @@ def run(
         notify=_split(notify),
         notify_format=notify_format,
         lease=lease,
+        metrics_port=_port("--metrics-port", metrics_port),
     )
     _finish(report)
 
@@ -343,8 +383,7 @@ def serve(
 
     pipe, _ = load_pipeline(pipeline)
     check_binding(host, token)
-    if not 0 < port < 65536:
-        raise UsageError(f"--port {port}: must be between 1 and 65535")
+    _port("--port", port)
     if max_pending < 1:
         raise UsageError(f"--max-pending {max_pending}: must be at least 1")
     try:
@@ -366,6 +405,12 @@ def serve(
             f"stopped after the {grace} grace period; unfinished items stay in the ledger for "
             f"the next start"
         )
+
+
+def _port(flag: str, port: int | None) -> int | None:
+    if port is not None and not 0 < port < 65536:
+        raise UsageError(f"{flag} {port}: must be between 1 and 65535")
+    return port
 
 
 def _uploads_folder(store: str | None) -> Path:

@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
 from fastapi import FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from conveyor.durations import parse_duration
 from conveyor.errors import ConveyorError, StepError, UsageError
 from conveyor.item import Item, ItemKind
+from conveyor.metrics import CONTENT_TYPE, RunMetrics
 from conveyor.schemas import (
     Accepted,
     Invoked,
@@ -95,6 +97,7 @@ def create_app(
     accepted items within the drain deadline. Uploaded files are kept under ``uploads``."""
     stream = Stream(pipeline, store=store, workers=workers, preload=True)
     state = ServeState(stream)
+    metrics = RunMetrics(pipeline.name, store, lambda: stream.run_id or None, lambda: stream.live)
     upload_dir = uploads if uploads is not None else Path(".conveyor") / "uploads"
 
     async def start() -> None:
@@ -124,6 +127,7 @@ def create_app(
                 if state.drain_deadline is not None:
                     grace = max(0.0, state.drain_deadline - time.monotonic())
                 await asyncio.to_thread(stream.close, grace=grace)
+            metrics.close()
 
     app = FastAPI(
         title=f"conveyor: {pipeline.name}",
@@ -300,6 +304,12 @@ def create_app(
             error=state.failure,
         )
         return SafeJSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse, responses=error_responses(401))
+    async def metrics_text() -> Any:
+        """The stream's Prometheus metrics (text format)."""
+        body = await asyncio.to_thread(metrics.exposition)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE)
 
     add_step_routes(app, pipeline, stream.runtime)
     return app

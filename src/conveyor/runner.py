@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -17,6 +18,7 @@ from conveyor.dag import Graph
 from conveyor.durations import parse_duration
 from conveyor.errors import UsageError
 from conveyor.executors import Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
+from conveyor.logs import event
 from conveyor.planner import Plan, plan_run, plan_signature, replan_item, step_salts
 from conveyor.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
 from conveyor.sources import SourceItem, SourceSpec, check_spec, items_from_iterable, read_source
@@ -26,6 +28,7 @@ from conveyor.units import RunInfo, RunState, StepStats, UnitState
 from conveyor.worker import Runtime
 
 if TYPE_CHECKING:
+    from conveyor.metrics import RunMetrics
     from conveyor.notify import Notifier
     from conveyor.pipeline import Pipeline
 
@@ -102,9 +105,11 @@ def run_pipeline(
     notify: Sequence[str] = (),
     notify_format: str = "json",
     lease: str | float | None = None,
+    metrics_port: int | None = None,
 ) -> RunReport:
     """Run ``pipeline`` over ``source`` to the end and return its report. Failures of units do
-    not raise: they are in the report and the ledger.
+    not raise: they are in the report and the ledger. With ``metrics_port``, the run's
+    Prometheus metrics are served on ``127.0.0.1:PORT/metrics`` while it runs.
 
     An unfinished run of the same pipeline over the same input with the same code (interrupted,
     or whose coordinator died) is continued rather than started again, unless ``new``;
@@ -166,7 +171,7 @@ def run_pipeline(
         raise
     return _execute(
         pipeline, ledger, run_id, steps, plan, workers, observer, owner, coordinator, started,
-        close=not isinstance(store, Store), lease=lease_seconds,
+        close=not isinstance(store, Store), lease=lease_seconds, metrics_port=metrics_port,
     )  # fmt: skip
 
 
@@ -306,17 +311,24 @@ def _execute(
     *,
     close: bool,
     lease: float = LEASE_SECONDS,
+    metrics_port: int | None = None,
 ) -> RunReport:
-    """Schedule a planned run to the end, record how it ended, and report."""
+    """Schedule a planned run to the end, record how it ended, and report; with
+    ``metrics_port``, serve its Prometheus metrics on 127.0.0.1 meanwhile."""
     graph = pipeline.graph
+    metrics = None
     try:
         if observer is not None:
             observer.started(run_id, plan)
+        event("run.started", run=run_id, pipeline=pipeline.name, items=plan.items,
+              resumed=plan.resumed or None)  # fmt: skip
         lanes = build_executors(pipeline, graph, steps, workers)
         scheduler = Scheduler(
             ledger, run_id, graph, steps, lanes, observer, owner=owner, coordinator=coordinator,
             lease=lease,
         )  # fmt: skip
+        if metrics_port is not None:
+            metrics = _serve_metrics(pipeline, ledger, run_id, scheduler, metrics_port)
         for executor in lanes:
             executor.start()
         try:
@@ -324,10 +336,15 @@ def _execute(
         finally:
             for executor in lanes:
                 executor.shutdown()
+            if metrics is not None:
+                metrics.close()
     except BaseException as exc:
         _record_end(ledger, run_id, exc)
         raise
     state, stats = finish_run(ledger, run_id, steps)
+    event("run.finished", run=run_id, pipeline=pipeline.name, state=state.value,
+          seconds=round(time.perf_counter() - started, 3),
+          dead=sum(st.counts.get(UnitState.DEAD.value, 0) for st in stats) or None)  # fmt: skip
     dead = state is RunState.COMPLETED_WITH_ERRORS
     if observer is not None:
         observer.finished(stats)
@@ -348,6 +365,20 @@ def _execute(
     return report
 
 
+def _serve_metrics(
+    pipeline: Pipeline, ledger: Store, run_id: str, scheduler: Scheduler, port: int
+) -> RunMetrics:
+    from conveyor.metrics import RunMetrics
+
+    metrics = RunMetrics(pipeline.name, ledger.location, lambda: run_id, lambda: scheduler.live)
+    try:
+        metrics.serve(port)
+    except OSError as exc:
+        metrics.close()
+        raise UsageError(f"--metrics-port {port}: cannot serve metrics there: {exc}") from exc
+    return metrics
+
+
 def finish_run(
     ledger: Store, run_id: str, steps: Sequence[str]
 ) -> tuple[RunState, list[StepStats]]:
@@ -362,8 +393,11 @@ def finish_run(
 def _record_end(ledger: Store, run_id: str, exc: BaseException) -> None:
     if isinstance(exc, KeyboardInterrupt):
         ledger.set_run_state(run_id, RunState.INTERRUPTED, "interrupted by the user")
+        event("run.interrupted", logging.WARNING, run=run_id)
     else:
         ledger.set_run_state(run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
+        event("run.failed", logging.ERROR, run=run_id, error_type=type(exc).__name__,
+              error=str(exc))  # fmt: skip
 
 
 def _check_resumable(run: RunInfo, pipeline: str, signature: str) -> None:

@@ -6,6 +6,7 @@ that still holds the token counts. Batch and stream runs share this loop."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -21,9 +22,10 @@ from typing import Any, Protocol
 from conveyor.dag import Graph
 from conveyor.errors import StoreError, WorkerLost
 from conveyor.executors.base import Executor, TaskResult
+from conveyor.logs import event, logger
 from conveyor.retry import RetryDecision, classify, decide
 from conveyor.store.base import Done, Failed, Store
-from conveyor.units import Claim, ErrorInfo, Task, UnitState, UnitWork
+from conveyor.units import Claim, ErrorInfo, LiveStats, Task, UnitState, UnitWork
 
 #: How long a claimed unit stays leased before another coordinator may take it. The holder
 #: extends its leases every ``HEARTBEAT_SECONDS`` while it lives.
@@ -104,6 +106,8 @@ class Scheduler:
         }
         self._lanes = [_Lane(ex, tuple(st), deque()) for ex, st in lanes.items() if st]
         self._observer = observer
+        #: Workers, CPU and memory per step, as the run goes (read by the metrics).
+        self.live = LiveStats()
         self.owner = owner or new_owner()
         self.coordinator = coordinator or self.owner
         # Renew well within the lease, however short it was made.
@@ -137,6 +141,7 @@ class Scheduler:
         is set (then write to ``wakeup``), the units still leased go back to the queue for
         whoever continues the run, and this returns False."""
         self._wakeup = wakeup
+        self.live.workers = sum(lane.executor.workers() for lane in self._lanes)
         try:
             while True:
                 if abort is not None and abort.is_set():
@@ -309,6 +314,7 @@ class Scheduler:
         requeue: list[Claim] = []
         now = time.time()
         tally: dict[tuple[str, UnitState], int] = {}
+        cpu = self.live.cpu_seconds
         for _, outcomes in results:
             for outcome in outcomes:
                 claim = self._inflight.pop(outcome.unit_id, None)
@@ -322,6 +328,9 @@ class Scheduler:
                     continue
                 self._isolate.discard(claim.unit_id)
                 self._learn(claim.step, outcome.duration)
+                cpu[claim.step] = cpu.get(claim.step, 0.0) + outcome.cpu
+                if outcome.rss:
+                    self.live.rss_bytes[claim.step] = outcome.rss
                 if outcome.error is None:
                     done.append((claim, outcome, self._downstream[claim.step]))
                     state = UnitState.DONE
@@ -343,9 +352,33 @@ class Scheduler:
                         )
                 tally[(claim.step, state)] = tally.get((claim.step, state), 0) + 1
         self.store.commit(self.run_id, done, failed, requeue)
+        if (failed or requeue) and logger.isEnabledFor(logging.WARNING):
+            self._log_failures(failed, results)
         if self._observer is not None:
             for (step, state), count in tally.items():
                 self._observer.advanced(step, state, count)
+
+    def _log_failures(self, failed: list[Failed], results: list[TaskResult]) -> None:
+        """One event per failed attempt (its exception, logged once), and one per worker lost."""
+        lost = {o.error.message for _, outcomes in results for o in outcomes
+                if o.error is not None and o.error.type == "WorkerLost"}  # fmt: skip
+        for message in sorted(lost):
+            event("worker.lost", logging.WARNING, run=self.run_id, error=message)
+        if not failed:
+            return
+        items = self.store.load_items(self.run_id, sorted({c.item_idx for c, *_ in failed}))
+        for claim, outcome, state, _, _, decision in failed:
+            error = outcome.error or ErrorInfo("Error", "unknown error", "")
+            row = items.get(claim.item_idx)
+            fields = {
+                "run": self.run_id, "step": claim.step,
+                "item": row.item_id if row else None, "attempt": claim.attempt,
+                "error_type": error.type, "error": error.message, "decision": decision,
+            }  # fmt: skip
+            if state is UnitState.DEAD:
+                event("unit.dead_lettered", logging.ERROR, traceback=error.traceback, **fields)
+            else:
+                event("unit.retried", logging.WARNING, **fields)
 
     def _decide(self, claim: Claim, error: ErrorInfo) -> RetryDecision:
         options = self.graph.nodes[claim.step].step.options

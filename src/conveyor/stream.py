@@ -24,7 +24,7 @@ from conveyor.runner import build_executors, coordinator_alive, finish_run, new_
 from conveyor.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
 from conveyor.sources import SourceItem, items_from_iterable
 from conveyor.store import Store, open_store
-from conveyor.units import FINAL_STATES, RunState, UnitState
+from conveyor.units import FINAL_STATES, LiveStats, RunState, UnitState
 from conveyor.worker import ResourceFailed, Runtime
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class Stream:
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._ingest: Store | None = None
+        self._scheduler: Scheduler | None = None
 
     # life cycle --------------------------------------------------------------------------------
     def __enter__(self) -> Stream:
@@ -135,6 +136,8 @@ class Stream:
             ledger, self.run_id, graph, steps, lanes, owner=owner, coordinator=coordinator,
             lease=LEASE_SECONDS,
         )  # fmt: skip
+
+        self._scheduler = scheduler
 
         def loop() -> None:
             try:
@@ -266,6 +269,11 @@ class Stream:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"item {item_id!r} was not finished within {timeout}s")
             time.sleep(POLL_SECONDS)
+
+    @property
+    def live(self) -> LiveStats | None:
+        """The open stream's workers, CPU and memory per step (None before it opens)."""
+        return None if self._scheduler is None else self._scheduler.live
 
     def _open_ingest(self) -> Store:
         if self._ingest is None or self._thread is None:

@@ -110,6 +110,8 @@ class Outcome(NamedTuple):
     duration: float
     requeue: bool = False
     suspect: bool = False  # requeued from the task that was running: run it alone next time
+    cpu: float = 0.0  # CPU seconds the unit used in its worker (a batch shares it evenly)
+    rss: int = 0  # the worker's resident memory after its task, on a task's last outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +144,29 @@ class RunInfo:
     heartbeat_at: float | None = None
     planned: bool = False
     signature: str | None = None
+
+
+@dataclass
+class LiveStats:
+    """What only a running coordinator knows, for its metrics: how many workers it has, and
+    per step the CPU its units used and the memory of the worker that last ran one."""
+
+    workers: int = 0
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    rss_bytes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerMetrics:
+    """One run's numbers for its metrics, aggregated by the ledger."""
+
+    units: dict[tuple[str, str], int]  # (step, state) -> units
+    #: step -> (cumulative counts of finished units per duration bucket, +Inf last; their sum)
+    durations: dict[str, tuple[list[int], float]]
+    retries: dict[str, int]  # step -> failed attempts that were retried
+    items: int
+    oldest_ready_at: float | None  # when the longest-waiting ready unit became ready
+
+    def by_state(self, state: UnitState) -> dict[str, int]:
+        """Units of each step in ``state``."""
+        return {step: n for (step, s), n in self.units.items() if s == state.value}

@@ -5,6 +5,7 @@ is one code path for running a unit whatever executes it."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import time
@@ -33,6 +34,7 @@ class Runtime:
         self._built: dict[str, Any] = {}
         self._failed: dict[str, BaseException] = {}
         self._lock = threading.RLock()
+        self._memory = _MemorySampler()
 
     def resource(self, name: str) -> Any:
         """The resource ``name``, built (with the resources it takes) the first time it is asked."""
@@ -58,10 +60,22 @@ class Runtime:
             return value
 
     def run_task(self, task: Task) -> list[Outcome]:
-        """Run every unit of ``task`` and return one outcome per unit; never raises."""
+        """Run every unit of ``task`` and return one outcome per unit, with the CPU time each
+        used and, on the last, this worker's memory; never raises."""
         if task.batch is not None:
-            return self._run_batch(task.batch, task.units)
-        return [self._run_one(unit) for unit in task.units]
+            cpu0 = time.thread_time()
+            outcomes = self._run_batch(task.batch, task.units)
+            share = (time.thread_time() - cpu0) / max(1, len(outcomes))
+            outcomes = [outcome._replace(cpu=share) for outcome in outcomes]
+        else:
+            outcomes = []
+            for unit in task.units:
+                cpu0 = time.thread_time()
+                outcome = self._run_one(unit)
+                outcomes.append(outcome._replace(cpu=time.thread_time() - cpu0))
+        if outcomes and (rss := self._memory.sample()):
+            outcomes[-1] = outcomes[-1]._replace(rss=rss)
+        return outcomes
 
     def _run_one(self, unit: UnitWork) -> Outcome:
         step = self._graph.nodes[unit.step].step
@@ -162,6 +176,29 @@ class Runtime:
             for name in node.resources:
                 kwargs[name] = self.resource(name)
         return kwargs
+
+
+class _MemorySampler:
+    """This process's resident memory, read at most once a second (reading it costs more than
+    a small unit)."""
+
+    EVERY = 1.0
+
+    def __init__(self) -> None:
+        self._next = 0.0
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def sample(self) -> int:
+        """Resident bytes now, or 0 if read less than a second ago (or unreadable here)."""
+        now = time.monotonic()
+        if now < self._next:
+            return 0
+        self._next = now + self.EVERY
+        try:
+            with open("/proc/self/statm", "rb") as fh:
+                return int(fh.read().split()[1]) * self._page
+        except (OSError, IndexError, ValueError):
+            return 0
 
 
 def _resource_params(

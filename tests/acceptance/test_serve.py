@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 PIPELINE = """
 import conveyor as cv
@@ -129,6 +130,14 @@ def test_ingest_read_invoke_and_lambda_shape(served: Server, tmp_path: Path) -> 
         assert response.headers["X-Amz-Function-Error"] == "Unhandled"
         body = json.loads(response.read())
     assert body["errorType"] == "ValueError" and "poisoned" in body["errorMessage"]
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    [ingested] = families["conveyor_items_ingested"].samples
+    assert ingested.value == 5 and ingested.labels == {"pipeline": "served"}
+    [workers] = families["conveyor_workers"].samples
+    assert workers.value == 1
 
     code, err = served.stop()
     assert code == 0, err

@@ -38,6 +38,10 @@ class Executor(abc.ABC):
         """Finished tasks, without blocking. A task whose worker died comes back with an error
         outcome for each of its units."""
 
+    def workers(self) -> int:
+        """How many units it can run at once (processes, threads or actors)."""
+        return 1
+
     def next_deadline(self) -> float | None:
         """Seconds until this executor must be looked at again to enforce a timeout."""
         return None

@@ -86,6 +86,9 @@ class ProcessExecutor(Executor):
         """Process ids of the live workers."""
         return [w.process.pid for w in self._workers if w.process.pid is not None]
 
+    def workers(self) -> int:
+        return len(self._workers)
+
     def free_slots(self) -> int:
         return sum(PREFETCH - len(w.inflight) for w in self._workers)
 

@@ -32,6 +32,9 @@ class ThreadExecutor(Executor):
         self._deadlines: dict[int, tuple[Task, float]] = {}
         self._abandoned: set[int] = set()
 
+    def workers(self) -> int:
+        return self._concurrency
+
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="conveyor-thread")
         self._read_fd, self._write_fd = os.pipe()

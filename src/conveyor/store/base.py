@@ -10,6 +10,7 @@ from conveyor.units import (
     Claim,
     ErrorInfo,
     ItemRow,
+    LedgerMetrics,
     Outcome,
     RunInfo,
     RunState,
@@ -209,6 +210,11 @@ class Store(abc.ABC):
         errors, and record the signature of the code the run now continues with."""
 
     # reports -----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def ledger_metrics(self, run_id: str, buckets: Sequence[float]) -> LedgerMetrics:
+        """Units by step and state, finished units' durations in ``buckets`` (upper bounds,
+        cumulative counts), retried attempts, items, and the oldest ready unit's ready time."""
+
     @abc.abstractmethod
     def step_stats(self, run_id: str, steps: Sequence[str]) -> list[StepStats]:
         """Per-step counts by state, p50/p95 duration and throughput."""

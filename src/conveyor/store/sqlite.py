@@ -17,6 +17,7 @@ from conveyor.units import (
     Claim,
     ErrorInfo,
     ItemRow,
+    LedgerMetrics,
     RunInfo,
     RunState,
     StepStats,
@@ -194,6 +195,7 @@ class SQLiteStore(Store):
                 signature(step, error.type, error.message)
                 if error and state is UnitState.DEAD
                 else None,
+                now if state is UnitState.READY else None,
             )
             for idx, step, key, state, waiting, error in units
         ]
@@ -259,7 +261,7 @@ class SQLiteStore(Store):
                 stored.append(
                     (claim.key, claim.step, outcome.value, len(outcome.value or b""), now)
                 )
-                promote.extend((run_id, claim.item_idx, step) for step in downstream)
+                promote.extend((now, run_id, claim.item_idx, step) for step in downstream)
             if stored:
                 db.executemany(_Q["insert_result"], stored)
             for claim in requeue:
@@ -458,17 +460,32 @@ class SQLiteStore(Store):
     def reset_units(
         self, run_id: str, rows: Sequence[tuple[int, UnitState, int, str]], signature: str
     ) -> None:
+        now = time.time()
         with self._write():
             self._db.executemany(
                 _Q["reset_unit"],
                 [
-                    (state.value, waiting, key, unit_id, run_id)
+                    (state.value, state.value, now, waiting, key, unit_id, run_id)
                     for unit_id, state, waiting, key in rows
                 ],
             )
             self._db.execute(_Q["set_signature"], {"id": run_id, "signature": signature})
 
     # reports -----------------------------------------------------------------------------------
+    def ledger_metrics(self, run_id: str, buckets: Sequence[float]) -> LedgerMetrics:
+        args = {"run_id": run_id}
+        units = {(step, state): n for step, state, n in self._db.execute(_Q["metrics_units"], args)}
+        durations: dict[str, tuple[list[int], float]] = {}
+        rows = self._db.execute(_Q["metrics_durations"], {**args, "bounds": json.dumps(buckets)})
+        for step, bucket, count, total in rows:
+            counts, so_far = durations.get(step, ([0] * (len(buckets) + 1), 0.0))
+            for i in range(bucket, len(counts)):
+                counts[i] += count  # cumulative: every bucket from the first that holds it
+            durations[step] = (counts, so_far + total)
+        retries = dict(self._db.execute(_Q["metrics_retries"], args).fetchall())
+        items, oldest = self._db.execute(_Q["metrics_run"], args).fetchone()
+        return LedgerMetrics(units, durations, retries, items, oldest)
+
     def step_stats(self, run_id: str, steps: Sequence[str]) -> list[StepStats]:
         counts: dict[str, dict[str, int]] = {step: {} for step in steps}
         for step, state, n in self._db.execute(_Q["state_counts"], {"run_id": run_id}):

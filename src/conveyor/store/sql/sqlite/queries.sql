@@ -45,8 +45,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_unit
 INSERT OR IGNORE INTO units (run_id, item_idx, step, key, state, waiting, finished_at,
-                             error_type, error_message, error_signature)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                             error_type, error_message, error_signature, ready_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: existing_results
 SELECT key FROM results WHERE key IN (SELECT value FROM json_each(:keys));
@@ -90,6 +90,7 @@ WHERE id = ? AND fence = ? AND state = 'running';
 UPDATE units
 SET state = :state, finished_at = :finished_at, duration = :duration, started_at = :started_at,
     lease_owner = NULL, lease_expires = NULL, not_before = :not_before,
+    ready_at = CASE WHEN :state = 'ready' THEN coalesce(:not_before, :finished_at) END,
     error_type = :error_type, error_message = :error_message, traceback = :traceback,
     error_signature = :signature
 WHERE id = :id AND fence = :fence AND state = 'running';
@@ -102,7 +103,8 @@ VALUES (:id, :attempt, :started_at, :duration, :error_type, :error_message, :tra
 
 -- name: promote
 UPDATE units
-SET waiting = waiting - 1, state = CASE WHEN waiting = 1 THEN 'ready' ELSE state END
+SET waiting = waiting - 1, state = CASE WHEN waiting = 1 THEN 'ready' ELSE state END,
+    ready_at = CASE WHEN waiting = 1 THEN ? ELSE ready_at END
 WHERE run_id = ? AND item_idx = ? AND step = ? AND state = 'pending';
 
 -- name: skip
@@ -212,7 +214,8 @@ WHERE u.run_id = :run_id AND u.item_idx IN (SELECT value FROM json_each(:idxs));
 
 -- name: reset_unit
 UPDATE units
-SET state = ?, waiting = ?, key = ?, attempts = 0, fence = fence + 1, lease_owner = NULL,
+SET state = ?, ready_at = CASE WHEN ? = 'ready' THEN ? END, waiting = ?, key = ?,
+    attempts = 0, fence = fence + 1, lease_owner = NULL,
     lease_expires = NULL, not_before = NULL, started_at = NULL, finished_at = NULL,
     duration = NULL, error_type = NULL, error_message = NULL, traceback = NULL,
     error_signature = NULL
@@ -256,3 +259,25 @@ WHERE run_id = :run_id AND state IN ('pending', 'ready', 'running');
 -- name: unfinished_items
 SELECT count(DISTINCT item_idx) FROM units
 WHERE run_id = :run_id AND state IN ('pending', 'ready', 'running');
+
+-- name: metrics_units
+SELECT step, state, count(*) FROM units WHERE run_id = :run_id GROUP BY step, state;
+
+-- name: metrics_durations
+-- Finished units per step by duration bucket: :bounds is a JSON list of the buckets' upper
+-- bounds; a unit counts in the first bucket that holds it (the last index: above them all).
+SELECT step,
+       (SELECT count(*) FROM json_each(:bounds) b WHERE b.value < u.duration) AS bucket,
+       count(*), sum(duration)
+FROM units u
+WHERE run_id = :run_id AND state = 'done' AND duration IS NOT NULL
+GROUP BY step, bucket;
+
+-- name: metrics_retries
+SELECT u.step, count(*) FROM attempts a JOIN units u ON u.id = a.unit_id
+WHERE u.run_id = :run_id AND a.decision LIKE 'retry%'
+GROUP BY u.step;
+
+-- name: metrics_run
+SELECT (SELECT count(*) FROM items WHERE run_id = :run_id),
+       (SELECT min(ready_at) FROM units WHERE run_id = :run_id AND state = 'ready');
