@@ -253,7 +253,7 @@ class SQLiteStore(Store):
         db = self._db
         stale = 0
         stored: list[tuple[str, str, bytes | None, int, float]] = []
-        promote: list[tuple[str, int, str]] = []
+        promote: list[tuple[float, str, int, str]] = []
         with self._write():
             accepted = self._mark_done(done, now)
             stale += len(done) - len(accepted)
