@@ -64,7 +64,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -579,6 +579,7 @@ def bench_throughput(cfg: Config, scratch: Scratch, results: Results) -> None:
         f"{', '.join(f'{r:.2f}' for r in per_round)}), conveyor/bare async def "
         f"{ratio_async:.2f}x; exit status after SIGTERM: "
         + ", ".join(f"{name} {code}" for name, code in codes.items())
+        + (" (uvicorn re-raises SIGTERM once its shutdown is done)" if codes["bare"] else "")
     )
     results.sections["throughput"] = {
         "stack": stack,
@@ -589,7 +590,7 @@ def bench_throughput(cfg: Config, scratch: Scratch, results: Results) -> None:
             "warmup_seconds": cfg.warmup,
             "rounds": cfg.rounds,
         },
-        "runs": [dict(r.__dict__, cpu_per_request=r.cpu_per_request) for r in runs],
+        "runs": [dict(asdict(r), cpu_per_request=r.cpu_per_request) for r in runs],
         "summary": summary,
         "ratio_steps_to_bare_def": ratio,
         "ratio_steps_to_bare_def_per_round": per_round,
