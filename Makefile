@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data/licenses
 
-.PHONY: example test lint bench bench-peers clean
+.PHONY: example test lint bench bench-peers bench-http clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ bench: $(BIN)/python
 bench-peers: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/peers.py $(ARGS)
+
+# POST /steps/{step} of `conveyor serve` against a bare FastAPI endpoint, loaded by wrk (Debian:
+# apt-get install -y wrk), and the server's cold start. Options through ARGS, e.g. ARGS="--quick".
+bench-http: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python bench/http_api.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .conveyor data build src/*.egg-info
