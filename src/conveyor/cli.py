@@ -489,6 +489,9 @@ def check(
                 ("timeout", options.timeout),
                 ("batch_size", options.batch_size),
                 ("concurrency", options.concurrency),
+                ("cpus", options.cpus),
+                ("gpus", options.gpus),
+                ("memory", options.memory),
             )
             if v
         ]

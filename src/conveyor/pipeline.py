@@ -58,7 +58,8 @@ class Pipeline:
     def step(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
         """Register a step. Options: ``retries``, ``timeout`` (``"30s"``), ``version``,
         ``batch_size`` (the function takes and returns lists), ``executor`` (``"process"`` or
-        ``"thread"``) and ``concurrency``."""
+        ``"thread"``), ``concurrency``, and ``cpus``, ``gpus``, ``memory`` (``"2GB"``): the
+        resources Ray reserves for it."""
         if fn is not None:
             return self._add_step(fn, {})
         if options.get("name") is not None:
