@@ -78,6 +78,24 @@ WorkersOpt = Annotated[
         help="Worker processes (default: one per core); 0 runs inline.",
     ),
 ]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        envvar="CONVEYOR_EXECUTOR",
+        help="Where process steps run: local (a process pool on this machine) or ray "
+        "[default: local; resume: as the run was started].",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        envvar="CONVEYOR_RAY_ADDRESS",
+        help="With --executor ray: the cluster to use (auto, HOST:PORT or ray://HOST:PORT); "
+        "without it a local Ray is started for the run.",
+    ),
+]
 ProgressOpt = Annotated[
     bool,
     typer.Option(
@@ -194,6 +212,8 @@ def run(
             help="Start a new run even if an unfinished run of the same command exists.",
         ),
     ] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Run PIPELINE over every item of --input; finished units are never recomputed, and an
@@ -220,6 +240,8 @@ def run(
         notify=_split(notify),
         notify_format=notify_format,
         lease=lease,
+        executor=executor or "local",
+        ray_address=ray_address,
     )
     _finish(report)
 
@@ -354,9 +376,12 @@ def resume(
     run_id: RunArg = None,
     store: StoreOpt = None,
     workers: WorkersOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
-    """Continue an interrupted run, or one whose coordinator died, from where it stopped."""
+    """Continue an interrupted run, or one whose coordinator died, from where it stopped (on
+    the executor it was started with, unless --executor says otherwise)."""
     from conveyor.progress import RichProgress
     from conveyor.runner import run_pipeline
 
@@ -375,6 +400,8 @@ def resume(
         group_by=options.get("group_by") or [],
         buckets=options.get("buckets"),
         resume=run.id,
+        executor=executor or options.get("executor") or "local",
+        ray_address=ray_address or (options.get("ray_address") if executor is None else None),
     )
     _finish(report)
 
