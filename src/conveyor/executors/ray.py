@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import math
 import os
 import queue
@@ -33,6 +34,8 @@ from conveyor.errors import ExecutorError, UsageError
 from conveyor.executors.base import Executor, TaskResult, lost
 from conveyor.units import ErrorInfo, Outcome, Task
 from conveyor.worker import Runtime
+
+log = logging.getLogger("conveyor.executors.ray")
 
 #: Calls queued on each actor ahead of the one it runs, to hide the round trip.
 PREFETCH = 2
@@ -285,7 +288,9 @@ class RayExecutor(Executor):
 
     def submit(self, task: Task) -> None:
         if self._shape.actors:
-            actor = min(self._actors, key=_queued)
+            # Actors that are up first: one still starting (a replacement) may take seconds.
+            room = [a for a in self._actors if _queued(a) < PREFETCH] or self._actors
+            actor = min(room, key=lambda a: (not a.ready, _queued(a)))
             if not actor.inflight:
                 actor.head_started = time.monotonic()
             self._track(task, actor.handle.run.remote(task), actor)
@@ -386,6 +391,8 @@ class RayExecutor(Executor):
                 ) from exc
             index = self._actors.index(actor)
             node_lost = actor.node is not None and not self._node_alive(actor.node)
+            if node_lost:
+                _log_node_lost(actor.node, _queued(actor))
             what = "its node was lost" if node_lost else _first_line(exc)
             error = ErrorInfo("WorkerLost", f"the Ray actor running {{task}} died: {what}", "")
             # Before it was up, or on a lost node, no unit of it is to blame.
@@ -393,6 +400,8 @@ class RayExecutor(Executor):
         if call.task is None:
             return []
         node_lost = isinstance(exc, ray_exceptions.NodeDiedError | ray_exceptions.ObjectLostError)
+        if node_lost:
+            _log_node_lost(None, 1)
         what = "its node was lost" if node_lost else _first_line(exc)
         error = ErrorInfo(
             "WorkerLost",
@@ -472,6 +481,13 @@ class RayExecutor(Executor):
                     os.close(fd)
             self._read_fd = self._write_fd = -1
         self._session.release()
+
+
+def _log_node_lost(node: str | None, tasks: int) -> None:
+    log.warning(
+        "a Ray node%s was lost; %d task(s) it held go back to the queue",
+        f" ({node[:12]})" if node else "", tasks, extra={"event": "ray.node_lost"},
+    )  # fmt: skip
 
 
 def _queued(actor: _Actor) -> int:
