@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import queue
+import re
 import sys
 import sysconfig
 import threading
@@ -160,8 +161,9 @@ class RaySession:
             try:
                 ray.init(**options)
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                where = self.address or "a local Ray"
-                raise UsageError(f"--ray-address: cannot connect to {where}: {exc}") from None
+                if self.address:
+                    raise UsageError(f"--ray-address {self.address!r}: {exc}") from None
+                raise UsageError(f"--executor ray: cannot start a local Ray: {exc}") from None
             self._started = True
         self.sizes = self._plan()
 
@@ -384,11 +386,16 @@ class RayExecutor(Executor):
         """A call raised: its worker, actor or node was lost (our remote code never raises)."""
         ray_exceptions = self._ray.exceptions
         actor = call.actor
+        unloadable = isinstance(exc, _Unloadable) or (
+            isinstance(exc, ray_exceptions.RayActorError) and exc.actor_init_failed
+        )
+        if unloadable:
+            raise ExecutorError(
+                f"Ray workers cannot load steps {', '.join(self._steps)}: {_cause_line(exc)}; "
+                f"conveyor and the modules the pipeline imports must be installed on every "
+                f"node of the cluster"
+            ) from None
         if actor is not None:
-            if isinstance(exc, ray_exceptions.RayActorError) and exc.actor_init_failed:
-                raise ExecutorError(
-                    f"Ray could not start a worker for steps {', '.join(self._steps)}: {exc}"
-                ) from exc
             index = self._actors.index(actor)
             node_lost = actor.node is not None and not self._node_alive(actor.node)
             if node_lost:
@@ -494,9 +501,27 @@ def _queued(actor: _Actor) -> int:
     return sum(1 for call in actor.inflight if call.task is not None)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _lines(exc: BaseException) -> list[str]:
+    """The non-empty lines of ``exc``'s message, without Ray's terminal colours."""
+    return [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+
+
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return next(iter(_lines(exc)), type(exc).__name__)
+
+
+def _cause_line(exc: BaseException) -> str:
+    """What a worker reported: our own :class:`_Unloadable` line if there is one, else the
+    last line of the remote traceback (``ModuleNotFoundError: No module named 'x'``)."""
+    lines = _lines(exc)
+    marker = f"{_Unloadable.__name__}: "
+    for line in reversed(lines):
+        if marker in line:
+            return line.split(marker, 1)[1]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _shipped(
@@ -542,13 +567,20 @@ _RUNTIMES: OrderedDict[str, Runtime] = OrderedDict()
 _REMOTES: dict[str, Any] = {}
 
 
+class _Unloadable(Exception):
+    """A Ray worker could not unpickle the pipeline: a module it needs is missing there."""
+
+
 def _runtime(key: str, payload: list[Any]) -> Runtime:
     """This worker's runtime for the executor ``key``, unpickled once from the object store."""
     runtime = _RUNTIMES.get(key)
     if runtime is None:
         import ray
 
-        graph, factories = ray.get(payload[0])
+        try:
+            graph, factories = ray.get(payload[0])
+        except Exception as exc:
+            raise _Unloadable(_cause_line(exc)) from None
         runtime = _RUNTIMES[key] = Runtime(graph, factories)
         while len(_RUNTIMES) > _KEPT_RUNTIMES:
             _RUNTIMES.popitem(last=False)
