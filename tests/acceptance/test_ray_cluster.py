@@ -1,5 +1,5 @@
-"""``conveyor run --executor ray`` on a two-node Ray cluster simulated on this machine: a node
-removed mid-run, then the coordinator killed and the run resumed. No unit is lost, none is
+"""``conveyor run --executor ray`` on a three-node Ray cluster simulated on this machine: a
+node removed mid-run, then the coordinator killed and the run resumed. No unit is lost, none is
 committed twice, and no attempt is spent on what the lost node or coordinator was running."""
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def scaled(work: int, factor: int) -> int:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    """A head node and one worker node, one CPU each; no driver connects from this process."""
+    """A head node without CPUs and two worker nodes with one each, so that every node the
+    test may remove is running work; no driver connects from this process."""
     try:
         from ray.cluster_utils import Cluster
     except ImportError:
@@ -57,9 +58,10 @@ def cluster() -> Iterator[Any]:
             raise
         pytest.skip("Ray is not installed (pip install -e '.[dev]')")
     nodes = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+        initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
     )
     try:
+        nodes.add_node(num_cpus=1)
         nodes.add_node(num_cpus=1)
         nodes.wait_for_nodes()
         yield nodes
@@ -104,7 +106,7 @@ def test_a_node_lost_and_a_coordinator_killed_lose_and_duplicate_nothing(
             fh.write(json.dumps({"id": f"i{i:03d}", "value": i}) + "\n")
     store = tmp_path / "ledger.db"
     common = ["--store", str(store), "--no-progress"]
-    [worker] = cluster.worker_nodes
+    worker = next(iter(cluster.worker_nodes))
 
     run = conveyor(
         "run", "pipeline.py", "-i", "items.jsonl", "--id-field", "id",

@@ -397,7 +397,10 @@ class RayExecutor(Executor):
             ) from None
         if actor is not None:
             index = self._actors.index(actor)
-            node_lost = actor.node is not None and not self._node_alive(actor.node)
+            # Ray says so in the message; the cluster's node table may lag a moment behind.
+            node_lost = "its node has died" in str(exc) or (
+                actor.node is not None and not self._node_alive(actor.node)
+            )
             if node_lost:
                 _log_node_lost(actor.node, _queued(actor))
             what = "its node was lost" if node_lost else _first_line(exc)
