@@ -1,12 +1,14 @@
-"""Shared fixtures: a ledger file per test and a helper to run the CLI as a subprocess."""
+"""Shared fixtures: a ledger file per test, a helper to run the CLI as a subprocess, and one
+local Ray for the whole session."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +40,19 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[Any]:
+    """One local Ray with two CPUs, started the first time a test needs it and shut down at the
+    end of the session; Conveyor's Ray executor uses it rather than starting its own. Without
+    Ray installed the test is skipped, except in CI, where it fails."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("Ray is not installed (pip install -e '.[dev]')")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()

@@ -109,6 +109,24 @@ WorkersOpt = Annotated[
         help="Worker processes (default: one per core); 0 runs inline.",
     ),
 ]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        envvar="CONVEYOR_EXECUTOR",
+        help="Where process steps run: local (a process pool on this machine) or ray "
+        "[default: local; resume: as the run was started].",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        envvar="CONVEYOR_RAY_ADDRESS",
+        help="With --executor ray: the cluster to use (auto, HOST:PORT or ray://HOST:PORT); "
+        "without it a local Ray is started for the run.",
+    ),
+]
 ProgressOpt = Annotated[
     bool,
     typer.Option(
@@ -233,6 +251,8 @@ def run(
             help="Serve the run's Prometheus metrics on 127.0.0.1:PORT/metrics while it runs.",
         ),
     ] = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Run PIPELINE over every item of --input; finished units are never recomputed, and an
@@ -260,6 +280,8 @@ def run(
         notify_format=notify_format,
         lease=lease,
         metrics_port=_port("--metrics-port", metrics_port),
+        executor=executor or "local",
+        ray_address=ray_address,
     )
     _finish(report)
 
@@ -426,9 +448,12 @@ def resume(
     run_id: RunArg = None,
     store: StoreOpt = None,
     workers: WorkersOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
-    """Continue an interrupted run, or one whose coordinator died, from where it stopped."""
+    """Continue an interrupted run, or one whose coordinator died, from where it stopped (on
+    the executor it was started with, unless --executor says otherwise)."""
     from conveyor.progress import RichProgress
     from conveyor.runner import run_pipeline
 
@@ -447,6 +472,8 @@ def resume(
         group_by=options.get("group_by") or [],
         buckets=options.get("buckets"),
         resume=run.id,
+        executor=executor or options.get("executor") or "local",
+        ray_address=ray_address or (options.get("ray_address") if executor is None else None),
     )
     _finish(report)
 
@@ -561,6 +588,9 @@ def check(
                 ("timeout", options.timeout),
                 ("batch_size", options.batch_size),
                 ("concurrency", options.concurrency),
+                ("cpus", options.cpus),
+                ("gpus", options.gpus),
+                ("memory", options.memory),
             )
             if v
         ]

@@ -43,6 +43,12 @@ class RunNotFound(StoreError):
     exit_code = 2
 
 
+class ExecutorError(ConveyorError):
+    """The executor cannot run units: its workers cannot start or cannot load the pipeline."""
+
+    exit_code = 2
+
+
 class StepError(ConveyorError):
     """A step failed while it ran; the original exception is chained."""
 

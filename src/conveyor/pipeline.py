@@ -58,7 +58,8 @@ class Pipeline:
     def step(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
         """Register a step. Options: ``retries``, ``timeout`` (``"30s"``), ``version``,
         ``batch_size`` (the function takes and returns lists), ``executor`` (``"process"`` or
-        ``"thread"``) and ``concurrency``."""
+        ``"thread"``), ``concurrency``, and ``cpus``, ``gpus``, ``memory`` (``"2GB"``): the
+        resources Ray reserves for it."""
         if fn is not None:
             return self._add_step(fn, {})
         if options.get("name") is not None:
@@ -173,10 +174,14 @@ class Pipeline:
         workers: int | None = None,
         only: Iterable[str] | None = None,
         force: Iterable[str] | None = None,
+        executor: str = "local",
+        ray_address: str | None = None,
         **source_options: Any,
     ) -> RunReport:
         """Run the pipeline over a batch of inputs (a path, a glob, or an iterable of records or
-        :class:`~conveyor.item.Item`) and return the run's report."""
+        :class:`~conveyor.item.Item`) and return the run's report. ``executor="ray"`` runs it
+        on Ray: the cluster at ``ray_address``, the Ray this process is connected to, or a
+        local one started for the run."""
         from conveyor.runner import run_pipeline
 
         return run_pipeline(
@@ -186,5 +191,7 @@ class Pipeline:
             workers=workers,
             only=list(only or []),
             force=list(force or []),
+            executor=executor,
+            ray_address=ray_address,
             **source_options,
         )

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 #: Threads for a thread step that does not set ``concurrency``.
 DEFAULT_THREADS = 8
+#: Where process steps run: this machine's process pool, or a Ray cluster.
+EXECUTORS = ("local", "ray")
 
 
 class RunObserver(Protocol):
@@ -106,6 +108,8 @@ def run_pipeline(
     notify_format: str = "json",
     lease: str | float | None = None,
     metrics_port: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> RunReport:
     """Run ``pipeline`` over ``source`` to the end and return its report. Failures of units do
     not raise: they are in the report and the ledger. With ``metrics_port``, the run's
@@ -113,11 +117,13 @@ def run_pipeline(
 
     An unfinished run of the same pipeline over the same input with the same code (interrupted,
     or whose coordinator died) is continued rather than started again, unless ``new``;
-    ``resume`` names the run to continue."""
+    ``resume`` names the run to continue. ``executor="ray"`` runs process steps on Ray (a local
+    Ray, or the cluster at ``ray_address``)."""
     graph = pipeline.graph
     steps = select_steps(graph, only, force)
     if workers is not None and workers < 0:
         raise UsageError(f"--workers {workers}: must be 0 (run inline) or more")
+    check_executor(executor, ray_address, workers)
     lease_seconds = _lease(lease)
     items, description = _items(source, id_field, tuple(group_by), buckets)
     notifiers = _notifiers(pipeline, notify, notify_format)
@@ -153,6 +159,8 @@ def run_pipeline(
                 "only": list(only),
                 "force": list(force),
                 "lease": lease_seconds,
+                "executor": executor,
+                "ray_address": ray_address,
             },
             signature=signature,
             coordinator=coordinator,
@@ -172,7 +180,26 @@ def run_pipeline(
     return _execute(
         pipeline, ledger, run_id, steps, plan, workers, observer, owner, coordinator, started,
         close=not isinstance(store, Store), lease=lease_seconds, metrics_port=metrics_port,
+        executor=executor, ray_address=ray_address,
     )  # fmt: skip
+
+
+def check_executor(executor: str, ray_address: str | None, workers: int | None) -> None:
+    """Refuse an unknown ``--executor``, a ``--ray-address`` without Ray, and Ray that is not
+    installed, before anything is recorded."""
+    if executor not in EXECUTORS:
+        raise UsageError(
+            f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}"
+            f"{did_you_mean(executor, EXECUTORS)}"
+        )
+    if executor == "ray":
+        from conveyor.executors.ray import require_ray
+
+        if workers == 0:
+            raise UsageError("--workers 0 runs inline in this process; it cannot be used with Ray")
+        require_ray()
+    elif ray_address:
+        raise UsageError(f"--ray-address {ray_address!r} needs --executor ray")
 
 
 def _lease(value: str | float | None) -> float:
@@ -294,6 +321,7 @@ def redrive_run(
     return _execute(
         pipeline, ledger, run.id, steps, plan, workers, observer, owner, coordinator, started,
         close=not isinstance(store, Store), lease=_lease(run.options.get("lease")),
+        executor=run.options.get("executor") or "local", ray_address=run.options.get("ray_address"),
     )  # fmt: skip
 
 
@@ -312,6 +340,8 @@ def _execute(
     close: bool,
     lease: float = LEASE_SECONDS,
     metrics_port: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> RunReport:
     """Schedule a planned run to the end, record how it ended, and report; with
     ``metrics_port``, serve its Prometheus metrics on 127.0.0.1 meanwhile."""
@@ -322,20 +352,22 @@ def _execute(
             observer.started(run_id, plan)
         event("run.started", run=run_id, pipeline=pipeline.name, items=plan.items,
               resumed=plan.resumed or None)  # fmt: skip
-        lanes = build_executors(pipeline, graph, steps, workers)
+        lanes = build_executors(
+            pipeline, graph, steps, workers, executor=executor, ray_address=ray_address
+        )
         scheduler = Scheduler(
             ledger, run_id, graph, steps, lanes, observer, owner=owner, coordinator=coordinator,
             lease=lease,
         )  # fmt: skip
         if metrics_port is not None:
             metrics = _serve_metrics(pipeline, ledger, run_id, scheduler, metrics_port)
-        for executor in lanes:
-            executor.start()
         try:
+            for lane in lanes:
+                lane.start()
             scheduler.run()
         finally:
-            for executor in lanes:
-                executor.shutdown()
+            for lane in lanes:
+                lane.shutdown()
             if metrics is not None:
                 metrics.close()
     except BaseException as exc:
@@ -477,10 +509,13 @@ def build_executors(
     workers: int | None,
     *,
     runtime: Runtime | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> dict[Executor, list[str]]:
-    """The executors of a run and the steps each serves: the process pool (inline with
-    ``workers=0``) for process steps, a thread pool per thread step. Given a ``runtime``, every
-    executor uses it: workers forked from this process inherit the resources it has built."""
+    """The executors of a run and the steps each serves: for process steps the process pool
+    (inline with ``workers=0``) or, with ``executor="ray"``, Ray; a thread pool per thread
+    step. Given a ``runtime``, the local executors use it: workers forked from this process
+    inherit the resources it has built."""
     factories = {name: r.fn for name, r in pipeline.resources.items()}
     given = runtime
 
@@ -489,7 +524,13 @@ def build_executors(
 
     lanes: dict[Executor, list[str]] = {}
     process_steps = [s for s in steps if graph.nodes[s].step.options.executor == "process"]
-    if process_steps:
+    if process_steps and executor == "ray":
+        from conveyor.executors.ray import ray_lanes
+
+        lanes.update(
+            ray_lanes(graph, factories, process_steps, address=ray_address, workers=workers)
+        )
+    elif process_steps:
         count = (os.cpu_count() or 1) if workers is None else workers
         pool: Executor = (
             InlineExecutor(runtime_()) if count == 0 else ProcessExecutor(runtime_, count)

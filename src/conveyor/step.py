@@ -6,6 +6,7 @@ import ast
 import difflib
 import hashlib
 import inspect
+import math
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 
 from conveyor.durations import parse_duration
 from conveyor.errors import DefinitionError
+from conveyor.sizes import parse_size
 
 #: The parameter name that receives the input :class:`~conveyor.item.Item`.
 ITEM = "item"
@@ -23,7 +25,11 @@ EXECUTORS = ("process", "thread")
 
 @dataclass(frozen=True, slots=True)
 class StepOptions:
-    """How a step runs: validated when the decorator runs."""
+    """How a step runs: validated when the decorator runs.
+
+    ``cpus``, ``gpus`` and ``memory`` (bytes) are what one task of the step needs. On Ray they
+    are its resource request (``num_cpus``, ``num_gpus``, ``memory``); the local executors
+    accept and ignore them (``concurrency`` limits a step there)."""
 
     retries: int = 0
     timeout: float | None = None
@@ -31,6 +37,9 @@ class StepOptions:
     batch_size: int | None = None
     executor: str = "process"
     concurrency: int | None = None
+    cpus: float | None = None
+    gpus: float | None = None
+    memory: int | None = None
     backoff: float = 1.0
     backoff_max: float = 300.0
     retry_on: tuple[type[BaseException], ...] = ()
@@ -71,11 +80,21 @@ def parse_options(step: str, options: Mapping[str, Any]) -> StepOptions:
     batch_size = _positive_int(step, "batch_size", options.get("batch_size"))
     executor = options.get("executor", "process")
     if executor not in EXECUTORS:
+        hint = (
+            "; Ray is chosen for a whole run: conveyor run --executor ray"
+            if executor == "ray"
+            else did_you_mean(str(executor), EXECUTORS)
+        )
         raise DefinitionError(
-            f"step {step!r}: executor={executor!r} is not one of {', '.join(EXECUTORS)}"
-            f"{did_you_mean(str(executor), EXECUTORS)}"
+            f"step {step!r}: executor={executor!r} is not one of {', '.join(EXECUTORS)}{hint}"
         )
     concurrency = _positive_int(step, "concurrency", options.get("concurrency"))
+    memory = options.get("memory")
+    if memory is not None:
+        try:
+            memory = parse_size(memory)
+        except ValueError as exc:
+            raise DefinitionError(f"step {step!r}: memory={exc}") from None
     backoff = _duration(step, "backoff", options.get("backoff", 1.0))
     backoff_max = _duration(step, "backoff_max", options.get("backoff_max", 300.0))
     if backoff_max < backoff:
@@ -90,6 +109,9 @@ def parse_options(step: str, options: Mapping[str, Any]) -> StepOptions:
         batch_size=batch_size,
         executor=executor,
         concurrency=concurrency,
+        cpus=_amount(step, "cpus", options.get("cpus")),
+        gpus=_amount(step, "gpus", options.get("gpus")),
+        memory=memory,
         backoff=backoff,
         backoff_max=backoff_max,
         retry_on=_exception_types(step, "retry_on", options.get("retry_on")),
@@ -102,6 +124,19 @@ def _duration(step: str, name: str, value: object) -> float:
         return parse_duration(value)  # type: ignore[arg-type]
     except ValueError as exc:
         raise DefinitionError(f"step {step!r}: {name}={exc}") from None
+
+
+def _amount(step: str, name: str, value: object) -> float | None:
+    """A resource amount such as ``cpus=2`` or ``gpus=0.5``: a finite number >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DefinitionError(
+            f"step {step!r}: {name}={value!r} must be a number >= 0 (e.g. {name}=1 or {name}=0.5)"
+        )
+    if value < 0:
+        raise DefinitionError(f"step {step!r}: {name}={value!r} is negative; use 0 or more")
+    return float(value)
 
 
 def _exception_types(step: str, name: str, value: object) -> tuple[type[BaseException], ...]:

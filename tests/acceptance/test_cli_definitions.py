@@ -283,6 +283,21 @@ def test_a_long_error_stays_on_one_line_in_a_narrow_console(cli: Cli) -> None:
             "error: the glob 'in/*.pdf' matches no files",
             id="empty-glob",
         ),
+        pytest.param(
+            ["--input", "in", "--executor", "rya"],
+            "error: --executor 'rya': must be one of local, ray (did you mean 'ray'?)",
+            id="executor-typo",
+        ),
+        pytest.param(
+            ["--input", "in", "--ray-address", "auto"],
+            "error: --ray-address 'auto' needs --executor ray",
+            id="ray-address-without-ray",
+        ),
+        pytest.param(
+            ["--input", "in", "--executor", "ray", "--workers", "0"],
+            "error: --workers 0 runs inline in this process; it cannot be used with Ray",
+            id="ray-inline",
+        ),
     ],
 )
 def test_run_refuses_bad_arguments_before_touching_the_ledger(
@@ -296,6 +311,16 @@ def test_run_refuses_bad_arguments_before_touching_the_ledger(
     assert result.stdout == ""
     assert not store.exists()
     assert not (tmp_path / ".conveyor").exists()
+
+
+def test_the_executor_can_come_from_the_environment(cli: Cli, inputs: Path, tmp_path: Path) -> None:
+    store = tmp_path / "ledger.db"
+    env = {"CONVEYOR_EXECUTOR": "cluster", "CONVEYOR_RAY_ADDRESS": "auto"}
+    result = cli("run", str(REPO / GOOD), "-i", "in", "--store", str(store), env=env)
+
+    assert result.returncode == 2
+    assert error_line(result) == "error: --executor 'cluster': must be one of local, ray"
+    assert not store.exists()
 
 
 def test_an_unknown_store_scheme_is_refused(cli: Cli, inputs: Path) -> None:

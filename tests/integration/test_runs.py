@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import threading
 import time
@@ -15,33 +13,11 @@ import pytest
 
 import conveyor as cv
 from conveyor.export import rows
+from conveyor.loader import load_pipeline
 from conveyor.store import open_store
 
 # Pipelines live at module level: worker processes are forked and inherit them.
-
-chain = cv.Pipeline("chain")
-
-
-@chain.step
-def parsed(item: cv.Item) -> int:
-    return int(item["value"])
-
-
-@chain.step
-def doubled(parsed: int) -> int:
-    if parsed == 13:
-        raise ValueError(f"unlucky {parsed}")
-    return parsed * 2
-
-
-@chain.step
-def described(doubled: int, parsed: int) -> str:
-    return f"{parsed}->{doubled}"
-
-
-@chain.step
-def squared(parsed: int) -> int:
-    return parsed * parsed
+chain, _ = load_pipeline(str(Path(__file__).parents[1] / "resources" / "chain_pipeline.py"))
 
 
 def records(n: int) -> list[dict[str, Any]]:
@@ -50,44 +26,6 @@ def records(n: int) -> list[dict[str, Any]]:
 
 def counts(report: cv.RunReport) -> dict[str, dict[str, int]]:
     return {s.step: s.counts for s in report.stats}
-
-
-def test_a_run_computes_every_unit_and_records_failures(store_path: Path) -> None:
-    report = chain.run(records(20), store=store_path, workers=2, id_field="id")
-
-    assert report.state is cv.RunState.COMPLETED_WITH_ERRORS
-    assert counts(report) == {
-        "parsed": {"done": 20},
-        "doubled": {"done": 19, "dead": 1},
-        "described": {"done": 19, "skipped": 1},
-        "squared": {"done": 20},
-    }
-    [failure] = report.failures
-    assert failure["item"] == "r013" and failure["step"] == "doubled"
-    assert failure["error_type"] == "ValueError" and failure["error_message"] == "unlucky 13"
-    assert 'raise ValueError(f"unlucky {parsed}")' in failure["traceback"]
-    store = open_store(store_path)
-    exported = {r["id"]: r for r in rows(store, report.run_id, ["parsed", "doubled", "described"])}
-    assert exported["r004"] == {"id": "r004", "parsed": 4, "doubled": 8, "described": "4->8"}
-    assert exported["r013"] == {"id": "r013", "parsed": 13, "doubled": None, "described": None}
-
-
-def test_running_again_recomputes_nothing_that_is_done(store_path: Path) -> None:
-    chain.run(records(30), store=store_path, workers=2, id_field="id")
-    again = chain.run(records(30), store=store_path, workers=2, id_field="id")
-
-    assert counts(again) == {
-        "parsed": {"cached": 30},
-        "doubled": {"cached": 29, "dead": 1},  # failures are retried by a new run, not cached
-        "described": {"cached": 29, "skipped": 1},
-        "squared": {"cached": 30},
-    }
-
-
-def test_new_items_are_computed_and_old_ones_cached(store_path: Path) -> None:
-    chain.run(records(10), store=store_path, workers=2, id_field="id")
-    grown = chain.run(records(12), store=store_path, workers=2, id_field="id")
-    assert counts(grown)["squared"] == {"cached": 10, "done": 2}
 
 
 def test_only_runs_the_steps_asked_and_what_they_need(store_path: Path) -> None:
@@ -105,15 +43,6 @@ def test_force_recomputes_a_cached_step(store_path: Path) -> None:
 def test_unknown_only_step_is_a_usage_error(store_path: Path) -> None:
     with pytest.raises(cv.UsageError, match="did you mean 'squared'"):
         chain.run(records(1), store=store_path, only=["squard"])
-
-
-def test_inline_and_process_executors_agree(tmp_path: Path) -> None:
-    inline = chain.run(records(15), store=tmp_path / "a.db", workers=0)
-    pooled = chain.run(records(15), store=tmp_path / "b.db", workers=2)
-    steps = ["parsed", "doubled", "described", "squared"]
-    a = list(rows(open_store(tmp_path / "a.db"), inline.run_id, steps))
-    b = list(rows(open_store(tmp_path / "b.db"), pooled.run_id, steps))
-    assert a == b and len(a) == 15
 
 
 # -- editing code -----------------------------------------------------------------------------
@@ -171,77 +100,6 @@ def test_editing_one_step_recomputes_it_and_its_dependents_only(
 
 
 # -- retries, batches, resources, threads -----------------------------------------------------
-
-flaky = cv.Pipeline("flaky")
-MARKS = Path(os.environ.get("CONVEYOR_TEST_MARKS", "/tmp"))
-
-
-@flaky.step(retries=2, backoff="10ms")
-def sometimes(item: cv.Item) -> str:
-    # fails on the first attempt of every item: the marker file survives the attempt
-    mark = Path(item["dir"]) / f"{item['value']}.seen"
-    if not mark.exists():
-        mark.write_text("x")
-        raise ConnectionError("transient")
-    return "ok"
-
-
-@flaky.step(retries=1, backoff="10ms")
-def never(item: cv.Item) -> str:
-    raise RuntimeError("always broken")
-
-
-def test_retries_recover_transient_failures_and_give_up_after_the_limit(
-    tmp_path: Path, store_path: Path
-) -> None:
-    items = [{"value": i, "dir": str(tmp_path)} for i in range(6)]
-    report = flaky.run(items, store=store_path, workers=2)
-
-    assert counts(report) == {"sometimes": {"done": 6}, "never": {"dead": 6}}
-    db = sqlite3.connect(store_path)
-    attempts = dict(db.execute("SELECT step, max(attempts) FROM units GROUP BY step").fetchall())
-    assert attempts == {"sometimes": 2, "never": 2}
-    recorded = db.execute(
-        "SELECT count(*), min(attempts.error_type) FROM attempts JOIN units ON units.id = unit_id "
-        "WHERE step = 'never'"
-    ).fetchone()
-    assert recorded == (12, "RuntimeError")
-
-
-batched = cv.Pipeline("batched")
-
-
-@batched.resource
-def model() -> dict[str, Any]:
-    path = Path(os.environ["CONVEYOR_TEST_BUILDS"])
-    with path.open("a") as fh:
-        fh.write(f"{os.getpid()}\n")
-    return {"scale": 3}
-
-
-@batched.step
-def number(item: cv.Item) -> int:
-    return int(item["value"])
-
-
-@batched.step(batch_size=4)
-def scaled(number: list[int], model: dict[str, Any]) -> list[dict[str, int]]:
-    return [{"value": n * model["scale"], "batch": len(number)} for n in number]
-
-
-def test_batch_steps_get_lists_and_resources_are_built_once_per_worker(
-    tmp_path: Path, store_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    builds = tmp_path / "builds.txt"
-    monkeypatch.setenv("CONVEYOR_TEST_BUILDS", str(builds))
-    report = batched.run([{"value": i} for i in range(41)], store=store_path, workers=2)
-
-    assert counts(report) == {"number": {"done": 41}, "scaled": {"done": 41}}
-    out = list(rows(open_store(store_path), report.run_id, ["number", "scaled"]))
-    assert all(r["scaled"]["value"] == 3 * r["number"] for r in out)
-    assert all(1 <= r["scaled"]["batch"] <= 4 for r in out)
-    pids = builds.read_text().split()
-    assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids)
 
 
 def test_a_batch_that_returns_the_wrong_length_fails_every_unit_in_it(store_path: Path) -> None:
@@ -303,27 +161,6 @@ def test_independent_steps_of_one_item_run_at_the_same_time(store_path: Path) ->
     ).fetchall()
     (a_start, a_end), (b_start, b_end) = spans
     assert a_start < b_end and b_start < a_end  # the two intervals overlap
-
-
-# -- dying workers --------------------------------------------------------------------------
-
-fragile = cv.Pipeline("fragile")
-
-
-@fragile.step
-def risky(item: cv.Item) -> int:
-    if item["value"] == 3:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return int(item["value"])
-
-
-def test_a_killed_worker_is_reported_replaced_and_the_run_goes_on(store_path: Path) -> None:
-    # Enough units that tasks carry several: only the unit that kills its worker may fail.
-    report = fragile.run([{"value": i} for i in range(400)], store=store_path, workers=2)
-    assert counts(report) == {"risky": {"done": 399, "dead": 1}}
-    [failure] = report.failures
-    assert failure["error_type"] == "WorkerLost"
-    assert "killed by SIGKILL" in failure["error_message"]
 
 
 # -- tables and groups ----------------------------------------------------------------------
@@ -484,38 +321,3 @@ def test_a_timeout_kills_code_that_never_returns_and_the_run_goes_on(store_path:
     assert "ran longer than its timeout of 0.3s" in report.failures[0]["error_message"]
     db = sqlite3.connect(store_path)
     assert db.execute("SELECT max(attempts) FROM units WHERE state = 'dead'").fetchone() == (2,)
-
-
-impatient = cv.Pipeline("impatient")
-
-
-@impatient.step(executor="thread", concurrency=4, timeout="200ms", give_up_on=(TimeoutError,))
-def slow_call(item: cv.Item) -> int:
-    if item["value"] == 1:
-        time.sleep(2)
-    return int(item["value"])
-
-
-def test_a_thread_step_past_its_timeout_is_given_up_without_waiting(store_path: Path) -> None:
-    report = impatient.run([{"value": i} for i in range(5)], store=store_path, workers=0)
-    assert counts(report) == {"slow_call": {"done": 4, "dead": 1}}
-    [failure] = report.failures
-    assert failure["error_type"] == "TimeoutError" and failure["attempts"] == 1
-
-
-killer_batch = cv.Pipeline("killer-batch")
-
-
-@killer_batch.step(batch_size=8)
-def batch_kill(item: list[cv.Item]) -> list[int]:
-    if any(i["value"] == 5 for i in item):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return [int(i["value"]) for i in item]
-
-
-def test_a_batch_that_kills_its_worker_is_split_until_the_culprit_is_found(
-    store_path: Path,
-) -> None:
-    report = killer_batch.run([{"value": i} for i in range(16)], store=store_path, workers=2)
-    assert counts(report) == {"batch_kill": {"done": 15, "dead": 1}}
-    assert report.failures[0]["error_type"] == "WorkerLost"

@@ -1,6 +1,6 @@
 """Executors run tasks of units: a local process pool (default), thread pools for I/O-bound
-steps, and an inline executor for debugging, all behind one
-:class:`~conveyor.executors.base.Executor` contract."""
+steps, an inline executor for debugging, and Ray (:mod:`conveyor.executors.ray`, imported only
+when a run asks for it), all behind one :class:`~conveyor.executors.base.Executor` contract."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import queue
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -31,6 +32,7 @@ class ThreadExecutor(Executor):
         # its slot until it really returns.
         self._deadlines: dict[int, tuple[Task, float]] = {}
         self._abandoned: set[int] = set()
+        self._fd_lock = threading.Lock()
 
     def workers(self) -> int:
         return self._concurrency
@@ -55,10 +57,15 @@ class ThreadExecutor(Executor):
 
     def _finished(self, task_id: int, future: Future[list[Outcome]]) -> None:
         self._results.put((task_id, future.result()))
-        try:
-            os.write(self._write_fd, b"x")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full or closed: the scheduler is awake or gone either way
+        # Under the lock: a thread abandoned past its timeout may finish after shutdown, when
+        # the descriptor number may already belong to another file.
+        with self._fd_lock:
+            if self._write_fd < 0:
+                return
+            try:
+                os.write(self._write_fd, b"x")
+            except (BlockingIOError, OSError):
+                pass  # the pipe is full: the scheduler is awake
 
     def waitables(self) -> list[Any]:
         return [self._read_fd]
@@ -104,7 +111,8 @@ class ThreadExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-        for fd in (self._read_fd, self._write_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._read_fd = self._write_fd = -1
+        with self._fd_lock:
+            for fd in (self._read_fd, self._write_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._read_fd = self._write_fd = -1
