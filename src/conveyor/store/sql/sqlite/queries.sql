@@ -1,5 +1,19 @@
 -- Named queries of the SQLite store. Each section starts with "-- name: NAME".
 -- Lists are passed as one JSON array parameter and read with json_each.
+-- The PostgreSQL store has the same names with the same parameters.
+
+-- name: create_schema_migrations
+CREATE TABLE IF NOT EXISTS schema_migrations
+    (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations;
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?);
+
+-- name: schema_version
+SELECT max(version) FROM schema_migrations;
 
 -- name: insert_run
 INSERT INTO runs (id, pipeline, pipeline_file, source, state, steps, options, created_at,
@@ -101,9 +115,10 @@ VALUES (:id, :attempt, :started_at, :duration, :error_type, :error_message, :tra
         :decision, :retry_at);
 
 -- name: promote
+-- (run id, item index, step, how many of its upstream units just finished)
 UPDATE units
-SET waiting = waiting - 1, state = CASE WHEN waiting = 1 THEN 'ready' ELSE state END
-WHERE run_id = ? AND item_idx = ? AND step = ? AND state = 'pending';
+SET waiting = waiting - ?4, state = CASE WHEN waiting <= ?4 THEN 'ready' ELSE state END
+WHERE run_id = ?1 AND item_idx = ?2 AND step = ?3 AND state = 'pending';
 
 -- name: skip
 UPDATE units
