@@ -64,7 +64,8 @@ StoreOpt = Annotated[
     typer.Option(
         "--store",
         envvar="CONVEYOR_STORE",
-        help="Ledger: a SQLite file path [default: .conveyor/conveyor.db].",
+        help="Ledger: a SQLite file path [default: .conveyor/conveyor.db] or a "
+        "postgresql://USER@HOST/DB URL.",
     ),
 ]
 RunArg = Annotated[str | None, typer.Argument(help="Run id or prefix (default: latest).")]
