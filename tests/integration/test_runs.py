@@ -1,4 +1,5 @@
-"""Real pipelines over real SQLite ledgers with real worker processes."""
+"""Real pipelines over real ledgers (SQLite files; PostgreSQL where a test takes
+``store_location``) with real worker processes."""
 
 from __future__ import annotations
 
@@ -52,8 +53,8 @@ def counts(report: cv.RunReport) -> dict[str, dict[str, int]]:
     return {s.step: s.counts for s in report.stats}
 
 
-def test_a_run_computes_every_unit_and_records_failures(store_path: Path) -> None:
-    report = chain.run(records(20), store=store_path, workers=2, id_field="id")
+def test_a_run_computes_every_unit_and_records_failures(store_location: str) -> None:
+    report = chain.run(records(20), store=store_location, workers=2, id_field="id")
 
     assert report.state is cv.RunState.COMPLETED_WITH_ERRORS
     assert counts(report) == {
@@ -66,15 +67,16 @@ def test_a_run_computes_every_unit_and_records_failures(store_path: Path) -> Non
     assert failure["item"] == "r013" and failure["step"] == "doubled"
     assert failure["error_type"] == "ValueError" and failure["error_message"] == "unlucky 13"
     assert 'raise ValueError(f"unlucky {parsed}")' in failure["traceback"]
-    store = open_store(store_path)
+    store = open_store(store_location)
     exported = {r["id"]: r for r in rows(store, report.run_id, ["parsed", "doubled", "described"])}
+    store.close()
     assert exported["r004"] == {"id": "r004", "parsed": 4, "doubled": 8, "described": "4->8"}
     assert exported["r013"] == {"id": "r013", "parsed": 13, "doubled": None, "described": None}
 
 
-def test_running_again_recomputes_nothing_that_is_done(store_path: Path) -> None:
-    chain.run(records(30), store=store_path, workers=2, id_field="id")
-    again = chain.run(records(30), store=store_path, workers=2, id_field="id")
+def test_running_again_recomputes_nothing_that_is_done(store_location: str) -> None:
+    chain.run(records(30), store=store_location, workers=2, id_field="id")
+    again = chain.run(records(30), store=store_location, workers=2, id_field="id")
 
     assert counts(again) == {
         "parsed": {"cached": 30},
