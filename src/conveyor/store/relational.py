@@ -8,7 +8,6 @@ from __future__ import annotations
 import abc
 import json
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
@@ -244,19 +243,22 @@ class RelationalStore(Store):
         # by row would); counted per dependent: a unit whose upstreams finish together waits
         # for as many fewer.
         stored: dict[str, tuple[str, str, bytes | None, int, float]] = {}
-        promote: Counter[tuple[str, int, str]] = Counter()
+        promote: dict[tuple[str, int, str], int] = {}
         with self._write():
             accepted = self._mark_done(done, now)
             stale += len(done) - len(accepted)
             for claim, outcome, downstream in accepted:
-                size = len(outcome.value or b"")
-                stored[claim.key] = (claim.key, claim.step, outcome.value, size, now)
-                promote.update((run_id, claim.item_idx, step) for step in downstream)
+                value = outcome.value
+                stored[claim.key] = (claim.key, claim.step, value, len(value or b""), now)
+                for step in downstream:
+                    unit = (run_id, claim.item_idx, step)
+                    promote[unit] = promote.get(unit, 0) + 1
             if stored:
                 self._many("insert_result", list(stored.values()))
             for claim in requeue:
                 stale += 1 - self._execute("requeue", (claim.unit_id, claim.fence)).rowcount
             if promote:
+                # In one order everywhere, so that concurrent commits lock rows in one order.
                 self._many("promote", [(*unit, n) for unit, n in sorted(promote.items())])
             for entry in failed:
                 stale += self._record_failure(run_id, entry, now)
