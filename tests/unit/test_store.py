@@ -211,6 +211,16 @@ def test_a_final_failure_skips_descendants_and_records_the_attempt(ledger: Store
     assert ledger.unit_detail(10_000) is None
 
 
+def test_an_error_message_with_a_nul_character_is_recorded(ledger: Store) -> None:
+    new_run(ledger, items=1)
+    [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    error = ErrorInfo("ValueError", "bad \x00 byte", "Traceback \x00")
+    outcome = Outcome(claim.unit_id, claim.fence, None, error, 1.0, 0.5)
+    assert ledger.commit("r1", [], [(claim, outcome, UnitState.DEAD, None, ("b",), "no")]) == 0
+    [failure] = ledger.failures("r1")
+    assert failure["error_message"] in ("bad \x00 byte", "bad \\x00 byte")  # PostgreSQL: escaped
+
+
 def test_dead_units_are_listed_grouped_and_reset(ledger: Store) -> None:
     new_run(ledger, items=3)
     claims = ledger.claim("r1", ["a"], 3, owner="me", lease=60)

@@ -4,6 +4,8 @@ get the same unit; every commit is fenced by the unit's lease exactly as in SQLi
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
 import time
@@ -100,9 +102,7 @@ class PostgresStore(RelationalStore):
     def _many(self, name: str, rows: Sequence[Sequence[Any]]) -> int:
         if not rows:
             return 0
-        # One statement over one array per column: far fewer round trips than a row each.
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        return self._execute(name, columns).rowcount
+        return self._execute(name, (_batch(rows),)).rowcount
 
     @contextmanager
     def _write(self) -> Iterator[None]:
@@ -115,17 +115,25 @@ class PostgresStore(RelationalStore):
     def _mark_done(self, done: Sequence[Done], now: float) -> Sequence[Done]:
         if not done:
             return done
-        columns = [
-            [now] * len(done),
-            [o.duration for _, o, _ in done],
-            [o.started_at for _, o, _ in done],
-            [c.unit_id for c, _, _ in done],
-            [c.fence for c, _, _ in done],
-        ]
-        marked = {row[0] for row in self._execute("unit_done", columns)}
+        rows = [(now, o.duration, o.started_at, c.unit_id, c.fence) for c, o, _ in done]
+        marked = {row[0] for row in self._execute("unit_done", (_batch(rows),))}
         if len(marked) == len(done):
             return done
         return [entry for entry in done if entry[0].unit_id in marked]
+
+    def _record_failure(self, run_id: str, entry: Failed, now: float) -> int:
+        # PostgreSQL text cannot hold NUL characters, which an exception's message may.
+        claim, outcome, state, not_before, descendants, decision = entry
+        error = outcome.error
+        if error is not None and "\x00" in error.type + error.message + error.traceback:
+            error = error._replace(
+                type=error.type.replace("\x00", "\\x00"),
+                message=error.message.replace("\x00", "\\x00"),
+                traceback=error.traceback.replace("\x00", "\\x00"),
+            )
+            outcome = outcome._replace(error=error)
+            entry = (claim, outcome, state, not_before, descendants, decision)
+        return super()._record_failure(run_id, entry, now)
 
     # writes that may meet another coordinator's: run again if the server chose them to fail ---
     def claim(
@@ -162,6 +170,18 @@ class PostgresStore(RelationalStore):
                     raise
                 time.sleep(0.01 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _batch(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as the one JSON parameter of a batch query (bytes in base64). The JSON encoder runs
+    in C: several times cheaper for the coordinator than adapting one array per column."""
+    return json.dumps(rows, default=_base64)
+
+
+def _base64(value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"cannot store a {type(value).__name__} in a batch")
 
 
 def redact(url: str) -> str:

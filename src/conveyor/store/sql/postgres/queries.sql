@@ -1,7 +1,8 @@
 -- Named queries of the PostgreSQL store: the SQLite store's names with the same parameters.
--- Lists are passed as one array parameter and read with = ANY(...). Queries run once over a
--- batch of rows ("-- batch") take one array per column, in the order of the SQLite query's
--- positional parameters, and read them with unnest.
+-- Lists are passed as one array parameter and read with = ANY(...). A query run once over a
+-- batch of rows ("-- batch: (columns)") takes the rows as one JSON array of arrays, each in
+-- the order of the SQLite query's positional parameters, with bytes in base64: one statement
+-- and one parameter for thousands of rows, cheap to encode on the coordinator.
 
 -- name: create_schema_migrations
 CREATE TABLE IF NOT EXISTS schema_migrations
@@ -65,8 +66,8 @@ WHERE id = %(id)s;
 -- name: insert_item
 -- batch: (run id, index, id, kind, key, payload, error)
 INSERT INTO items (run_id, idx, item_id, kind, key, payload, error)
-SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bytea[],
-                     %s::text[])
+SELECT r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, decode(r->>5, 'base64'), r->>6
+FROM json_array_elements(%s::json) AS r
 ON CONFLICT DO NOTHING;
 
 -- name: insert_unit
@@ -74,8 +75,9 @@ ON CONFLICT DO NOTHING;
 -- message, error signature)
 INSERT INTO units (run_id, item_idx, step, key, state, waiting, finished_at,
                    error_type, error_message, error_signature)
-SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],
-                     %s::integer[], %s::float8[], %s::text[], %s::text[], %s::text[])
+SELECT r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, (r->>5)::integer, (r->>6)::float8,
+       r->>7, r->>8, r->>9
+FROM json_array_elements(%s::json) AS r
 ON CONFLICT DO NOTHING;
 
 -- name: existing_results
@@ -112,7 +114,8 @@ WHERE u.run_id = %(run_id)s
 -- name: insert_result
 -- batch: (key, step, value, size, created at); keys are distinct within a batch
 INSERT INTO results (key, step, value, size, created_at)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::bigint[], %s::float8[])
+SELECT r->>0, r->>1, decode(r->>2, 'base64'), (r->>3)::bigint, (r->>4)::float8
+FROM json_array_elements(%s::json) AS r
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, size = excluded.size,
                                 created_at = excluded.created_at;
 
@@ -122,8 +125,9 @@ UPDATE units u
 SET state = 'done', finished_at = v.finished_at, duration = v.duration,
     started_at = v.started_at, lease_owner = NULL, lease_expires = NULL, error_type = NULL,
     error_message = NULL, traceback = NULL
-FROM unnest(%s::float8[], %s::float8[], %s::float8[], %s::bigint[], %s::integer[])
-     AS v (finished_at, duration, started_at, id, fence)
+FROM (SELECT (r->>0)::float8 AS finished_at, (r->>1)::float8 AS duration,
+             (r->>2)::float8 AS started_at, (r->>3)::bigint AS id, (r->>4)::integer AS fence
+      FROM json_array_elements(%s::json) AS r) AS v
 WHERE u.id = v.id AND u.fence = v.fence AND u.state = 'running'
 RETURNING u.id;
 
@@ -150,7 +154,9 @@ SET started_at = excluded.started_at, duration = excluded.duration,
 -- batch: (run id, item index, step, how many of its upstream units just finished)
 UPDATE units u
 SET waiting = u.waiting - v.n, state = CASE WHEN u.waiting <= v.n THEN 'ready' ELSE u.state END
-FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::integer[]) AS v (run_id, item_idx, step, n)
+FROM (SELECT r->>0 AS run_id, (r->>1)::bigint AS item_idx, r->>2 AS step,
+             (r->>3)::integer AS n
+      FROM json_array_elements(%s::json) AS r) AS v
 WHERE u.run_id = v.run_id AND u.item_idx = v.item_idx AND u.step = v.step
   AND u.state = 'pending';
 
@@ -269,8 +275,9 @@ SET state = v.state, waiting = v.waiting, key = v.key, attempts = 0, fence = u.f
     lease_owner = NULL, lease_expires = NULL, not_before = NULL, started_at = NULL,
     finished_at = NULL, duration = NULL, error_type = NULL, error_message = NULL,
     traceback = NULL, error_signature = NULL
-FROM unnest(%s::text[], %s::integer[], %s::text[], %s::bigint[], %s::text[])
-     AS v (state, waiting, key, id, run_id)
+FROM (SELECT r->>0 AS state, (r->>1)::integer AS waiting, r->>2 AS key,
+             (r->>3)::bigint AS id, r->>4 AS run_id
+      FROM json_array_elements(%s::json) AS r) AS v
 WHERE u.id = v.id AND u.run_id = v.run_id;
 
 -- name: set_signature
