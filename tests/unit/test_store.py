@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import re
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +95,15 @@ def test_an_unreachable_postgres_server_is_a_one_line_store_error(url: str, says
     with pytest.raises(StoreError, match="cannot connect to the ledger") as caught:
         open_store(url)
     assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_postgres_url_without_psycopg_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "conveyor.store.postgres", raising=False)
+    with pytest.raises(UsageError, match=r"pip install 'conveyor\[postgres\]'"):
+        open_store("postgresql://postgres@127.0.0.1/ledger")
 
 
 def test_a_missing_postgres_database_is_a_one_line_store_error(postgres_url: str) -> None:
@@ -352,12 +362,11 @@ def test_exports_and_item_units_read_results_in_source_order(ledger: Store) -> N
 def test_a_lease_not_renewed_expires_and_another_coordinator_takes_the_unit(
     open_ledger: Callable[[], Store],
 ) -> None:
-    store = open_ledger()
+    store, alive = open_ledger(), open_ledger()
     new_run(store, items=2)
-    gone = store.claim("r1", ["a"], 2, owner="gone", lease=0.05)
-    alive = open_ledger()
+    gone = store.claim("r1", ["a"], 2, owner="gone", lease=0.5)
     assert alive.heartbeat("r1", "host:1:alive", "alive", lease=60) == 0  # not expired yet
-    time.sleep(0.1)
+    time.sleep(0.6)
     assert alive.heartbeat("r1", "host:1:alive", "alive", lease=60) == 2
     taken = alive.claim("r1", ["a"], 2, owner="alive", lease=60)
     assert [c.unit_id for c in taken] == [c.unit_id for c in gone]

@@ -22,7 +22,7 @@ from conveyor.units import Claim
 # This module is imported only when a postgresql:// store is opened: only those need psycopg.
 try:
     import psycopg
-except ImportError as exc:  # pragma: no cover - the dev extras install it
+except ImportError as exc:
     raise UsageError(
         "a postgresql:// store needs psycopg: pip install 'conveyor[postgres]'"
     ) from exc
