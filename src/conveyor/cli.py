@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -33,6 +34,7 @@ from conveyor.report import (
 from conveyor.units import RunState
 
 if TYPE_CHECKING:
+    from conveyor.alarms import AlarmRule
     from conveyor.pipeline import Pipeline
     from conveyor.runner import RunReport
     from conveyor.store import Store
@@ -95,7 +97,24 @@ StoreOpt = Annotated[
     typer.Option(
         "--store",
         envvar="CONVEYOR_STORE",
-        help="Ledger: a SQLite file path [default: .conveyor/conveyor.db].",
+        help="Ledger: a SQLite file path [default: .conveyor/conveyor.db] or a "
+        "postgresql://USER@HOST/DB URL.",
+    ),
+]
+AlarmsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--alarms",
+        envvar="CONVEYOR_ALARMS",
+        help="A YAML file of alarm rules to evaluate as the run goes (beside the pipeline's).",
+    ),
+]
+NotifyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--notify",
+        envvar="CONVEYOR_NOTIFY",
+        help="Webhook URL to POST events to (run finished, failure rate, dead units, alarms).",
     ),
 ]
 RunArg = Annotated[str | None, typer.Argument(help="Run id or prefix (default: latest).")]
@@ -221,14 +240,7 @@ def run(
             "renewing it before another may take it (default 5m).",
         ),
     ] = None,
-    notify: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--notify",
-            envvar="CONVEYOR_NOTIFY",
-            help="Webhook URL to POST run events to (finished, failure rate, dead units).",
-        ),
-    ] = None,
+    notify: NotifyOpt = None,
     notify_format: Annotated[
         str,
         typer.Option(
@@ -243,6 +255,7 @@ def run(
             help="Start a new run even if an unfinished run of the same command exists.",
         ),
     ] = False,
+    alarms_file: AlarmsOpt = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -282,6 +295,7 @@ def run(
         metrics_port=_port("--metrics-port", metrics_port),
         executor=executor or "local",
         ray_address=ray_address,
+        alarms=_alarm_rules(pipe, alarms_file),
     )
     _finish(report)
 
@@ -320,6 +334,8 @@ def watch(
             "--new-only", envvar="CONVEYOR_NEW_ONLY", help="Skip the files already there."
         ),
     ] = False,
+    alarms_file: AlarmsOpt = None,
+    notify: NotifyOpt = None,
 ) -> None:
     """Process every file in a folder, then each new or changed file as it lands (a changed
     file is a new version of its item; only what changed is recomputed). Ctrl-C or SIGTERM
@@ -337,7 +353,8 @@ def watch(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    with pipe.stream(store=store, workers=workers) as stream:
+    rules = _alarm_rules(pipe, alarms_file)
+    with pipe.stream(store=store, workers=workers, alarms=rules, notify=_split(notify)) as stream:
         err.print(
             f"watching [bold]{escape(str(input))}[/] for run [bold]{stream.run_id}[/]; "
             f"Ctrl-C to stop"
@@ -391,6 +408,8 @@ def serve(
             "exits and leaves the rest to its next start (e.g. 30s).",
         ),
     ] = "30s",
+    alarms_file: AlarmsOpt = None,
+    notify: NotifyOpt = None,
     store: StoreOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
@@ -414,8 +433,9 @@ def serve(
         raise UsageError(f"--grace {exc}") from None
     uploads = _uploads_folder(store)
     app_ = create_app(
-        pipe, store=store, workers=workers, token=token, max_pending=max_pending, uploads=uploads
-    )
+        pipe, store=store, workers=workers, token=token, max_pending=max_pending, uploads=uploads,
+        alarms=_alarm_rules(pipe, alarms_file), notify=_split(notify),
+    )  # fmt: skip
     err.print(f"serving [bold]{escape(pipe.name)}[/] on http://{host}:{port} (docs at /docs)")
     state = serve_app(app_, host=host, port=port, grace=grace_seconds)
     if state.failure is not None:
@@ -427,6 +447,18 @@ def serve(
             f"stopped after the {grace} grace period; unfinished items stay in the ledger for "
             f"the next start"
         )
+
+
+def _alarm_rules(pipe: Pipeline, path: str | None) -> list[AlarmRule]:
+    """The rules of an --alarms file, checked against the pipeline's steps."""
+    if path is None:
+        return []
+    from conveyor.alarms import check_steps, load_rules, rules
+
+    found = load_rules(path)
+    rules([*pipe.alarms, *found], f"--alarms {path} with the pipeline's alarms")
+    check_steps(found, pipe.steps)
+    return found
 
 
 def _port(flag: str, port: int | None) -> int | None:
@@ -707,6 +739,32 @@ def errors(
         out.print(f"run {run.id}: no failures")
         return
     out.print(errors_table(groups))
+
+
+@app.command()
+@handled
+def alarms(run_id: RunArg = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """A run's alarms: which fired, which resolved, their last value and why."""
+    from conveyor.store import open_store
+
+    ledger = open_store(store, create=False)
+    run = ledger.get_run(run_id)
+    found = ledger.alarms(run.id)
+    if as_json:
+        print(json.dumps({"run": run.id, "alarms": found}, indent=2))
+        return
+    if not found:
+        out.print(f"run {run.id}: no alarm has fired")
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("alarm", "state", "since", "message"):
+        table.add_column(column)
+    for alarm in found:
+        style = "red" if alarm["state"] == "firing" else "green"
+        since = datetime.fromtimestamp(alarm["changed_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(escape(alarm["name"]), f"[{style}]{alarm['state']}[/]", since,
+                      escape(alarm["message"]))  # fmt: skip
+    out.print(table)
 
 
 @app.command()

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,9 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.durations import parse_duration
 from conveyor.errors import ConveyorError, StepError, UsageError
@@ -44,6 +46,7 @@ from conveyor.steps_api import add_step_routes
 from conveyor.stream import Stream
 
 if TYPE_CHECKING:
+    from conveyor.alarms import AlarmRule
     from conveyor.pipeline import Pipeline
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -91,11 +94,15 @@ def create_app(
     max_body: int = MAX_BODY_BYTES,
     max_pending: int = MAX_PENDING,
     uploads: Path | None = None,
+    alarms: Sequence[AlarmRule] = (),
+    notify: Sequence[str] = (),
 ) -> FastAPI:
     """The app for ``pipeline``. When it starts, its resources load (``/readyz`` answers 503
     meanwhile) and then its stream opens; when it stops, the stream closes, finishing the
     accepted items within the drain deadline. Uploaded files are kept under ``uploads``."""
-    stream = Stream(pipeline, store=store, workers=workers, preload=True)
+    stream = Stream(
+        pipeline, store=store, workers=workers, preload=True, alarms=alarms, notify=notify
+    )
     state = ServeState(stream)
     metrics = RunMetrics(pipeline.name, store, lambda: stream.run_id or None, lambda: stream.live)
     upload_dir = uploads if uploads is not None else Path(".conveyor") / "uploads"
@@ -146,20 +153,7 @@ def create_app(
             return problem(422, f"body is not valid JSON: {exc.detail}")
         return problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if token is not None and request.url.path != "/healthz":
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return problem(401, "missing or wrong bearer token")
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
-            return problem(413, f"request body over the limit of {max_body} bytes")
-        if request.method == "POST" and (refused := state.refusal()) is not None:
-            return refused
-        return await call_next(request)
+    app.add_middleware(Guard, token=token, max_body=max_body, state=state)
 
     async def admit(request: Request) -> Any:
         """The item of an ingest request as a dict or a file :class:`Item`, or the answer
@@ -313,6 +307,39 @@ def create_app(
 
     add_step_routes(app, pipeline, stream.runtime)
     return app
+
+
+class Guard:
+    """Checks every request before routing (a plain ASGI middleware: no per-request task or
+    stream copying): the bearer token, the declared body size, and whether the app takes
+    items now (POSTs get 503 while it loads, drains or failed)."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, max_body: int, state: ServeState):
+        self.app = app
+        self.token = None if token is None else f"Bearer {token}".encode()
+        self.max_body = max_body
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refused = self._refusal(scope)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        headers = Headers(scope=scope)
+        if self.token is not None and scope["path"] != "/healthz":
+            given = headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, self.token):
+                return problem(401, "missing or wrong bearer token")
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return problem(413, f"request body over the limit of {self.max_body} bytes")
+        if scope["method"] == "POST":
+            return self.state.refusal()
+        return None
 
 
 # helpers -------------------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from conveyor.alarms import AlarmRule, check_steps
+from conveyor.alarms import rules as alarm_rules
 from conveyor.dag import Graph, build_graph
 from conveyor.errors import DefinitionError
 from conveyor.step import (
@@ -29,7 +31,13 @@ class Pipeline:
     """A pipeline of plain functions. ``@pipe.step`` and ``@pipe.resource`` register functions
     and return them unchanged, so each stays callable and testable on its own."""
 
-    def __init__(self, name: str, *, notify: str | Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        notify: str | Iterable[str] = (),
+        alarms: Iterable[AlarmRule | Mapping[str, Any]] = (),
+    ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError("Pipeline(name): the name must be a non-empty string")
         self.name = name
@@ -42,6 +50,8 @@ class Pipeline:
                 )
         #: Webhooks told when runs of this pipeline finish, fail often or dead-letter units.
         self.notify = urls
+        #: Alarm rules evaluated while the pipeline runs (see :mod:`conveyor.alarms`).
+        self.alarms = alarm_rules(alarms, f"Pipeline({name!r}, alarms=...)")
         self.steps: dict[str, Step] = {}
         self.resources: dict[str, Resource] = {}
         self._graph: Graph | None = None
@@ -145,7 +155,9 @@ class Pipeline:
     def graph(self) -> Graph:
         """The validated DAG; raises :class:`DefinitionError` if the definition is invalid."""
         if self._graph is None:
-            self._graph = build_graph(self.steps, self.resources)
+            graph = build_graph(self.steps, self.resources)
+            check_steps(self.alarms, graph.nodes)
+            self._graph = graph
         return self._graph
 
     def validate(self) -> Pipeline:
@@ -159,12 +171,16 @@ class Pipeline:
         store: str | Path | None = None,
         workers: int | None = None,
         id_field: str | None = None,
+        alarms: Iterable[AlarmRule] = (),
+        notify: Iterable[str] = (),
     ) -> Stream:
         """An open run accepting items one by one: ``with pipe.stream() as s:
-        item_id = s.submit({...}); s.result(item_id, timeout=30)``."""
+        item_id = s.submit({...}); s.result(item_id, timeout=30)``. ``alarms`` are evaluated
+        (with the pipeline's own) while it is open, notifying ``notify`` webhooks too."""
         from conveyor.stream import Stream
 
-        return Stream(self, store=store, workers=workers, id_field=id_field)
+        return Stream(self, store=store, workers=workers, id_field=id_field,
+                      alarms=list(alarms), notify=list(notify))  # fmt: skip
 
     def run(
         self,

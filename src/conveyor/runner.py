@@ -28,6 +28,7 @@ from conveyor.units import RunInfo, RunState, StepStats, UnitState
 from conveyor.worker import Runtime
 
 if TYPE_CHECKING:
+    from conveyor.alarms import AlarmRule
     from conveyor.metrics import RunMetrics
     from conveyor.notify import Notifier
     from conveyor.pipeline import Pipeline
@@ -110,10 +111,12 @@ def run_pipeline(
     metrics_port: int | None = None,
     executor: str = "local",
     ray_address: str | None = None,
+    alarms: Sequence[AlarmRule] = (),
 ) -> RunReport:
     """Run ``pipeline`` over ``source`` to the end and return its report. Failures of units do
     not raise: they are in the report and the ledger. With ``metrics_port``, the run's
-    Prometheus metrics are served on ``127.0.0.1:PORT/metrics`` while it runs.
+    Prometheus metrics are served on ``127.0.0.1:PORT/metrics`` while it runs; ``alarms``
+    (with the pipeline's own) are evaluated as it goes.
 
     An unfinished run of the same pipeline over the same input with the same code (interrupted,
     or whose coordinator died) is continued rather than started again, unless ``new``;
@@ -181,6 +184,7 @@ def run_pipeline(
         pipeline, ledger, run_id, steps, plan, workers, observer, owner, coordinator, started,
         close=not isinstance(store, Store), lease=lease_seconds, metrics_port=metrics_port,
         executor=executor, ray_address=ray_address,
+        alarms=[*pipeline.alarms, *alarms], notifiers=notifiers,
     )  # fmt: skip
 
 
@@ -342,11 +346,15 @@ def _execute(
     metrics_port: int | None = None,
     executor: str = "local",
     ray_address: str | None = None,
+    alarms: Sequence[AlarmRule] = (),
+    notifiers: Sequence[Notifier] = (),
 ) -> RunReport:
     """Schedule a planned run to the end, record how it ended, and report; with
-    ``metrics_port``, serve its Prometheus metrics on 127.0.0.1 meanwhile."""
+    ``metrics_port``, serve its Prometheus metrics on 127.0.0.1 meanwhile, and evaluate
+    ``alarms`` as it goes (notifying ``notifiers``)."""
     graph = pipeline.graph
     metrics = None
+    watch = None
     try:
         if observer is not None:
             observer.started(run_id, plan)
@@ -361,6 +369,12 @@ def _execute(
         )  # fmt: skip
         if metrics_port is not None:
             metrics = _serve_metrics(pipeline, ledger, run_id, scheduler, metrics_port)
+        if alarms:
+            from conveyor.alarms import AlarmWatch
+
+            watch = AlarmWatch(alarms, pipeline=pipeline.name, store=ledger.location,
+                               run_id=lambda: run_id, live=lambda: scheduler.live,
+                               notifiers=notifiers).start()  # fmt: skip
         try:
             for lane in lanes:
                 lane.start()
@@ -370,6 +384,8 @@ def _execute(
                 lane.shutdown()
             if metrics is not None:
                 metrics.close()
+            if watch is not None:
+                watch.stop()
     except BaseException as exc:
         _record_end(ledger, run_id, exc)
         raise

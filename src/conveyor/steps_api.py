@@ -78,8 +78,9 @@ def _handler(node: StepNode, model: type[BaseModel], runtime: Runtime) -> Any:
         if batched:
             kwargs = {k: [v] for k, v in kwargs.items()}
         try:
-            for name in node.resources:
-                kwargs[name] = await asyncio.to_thread(runtime.resource, name)
+            for name in node.resources:  # built at start-up: no thread hop once it is
+                kwargs[name] = (runtime.resource(name) if runtime.built(name)
+                                else await asyncio.to_thread(runtime.resource, name))  # fmt: skip
             value = await asyncio.wait_for(asyncio.to_thread(step.fn, **kwargs), timeout)
             if batched:
                 value = value[0]

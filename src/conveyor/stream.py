@@ -13,6 +13,7 @@ import os
 import pickle
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from conveyor.units import FINAL_STATES, LiveStats, RunState, UnitState
 from conveyor.worker import ResourceFailed, Runtime
 
 if TYPE_CHECKING:
+    from conveyor.alarms import AlarmRule, AlarmWatch
     from conveyor.pipeline import Pipeline
 
 #: How often :meth:`Stream.result` looks at the ledger while it waits.
@@ -47,6 +49,8 @@ class Stream:
         workers: int | None = None,
         id_field: str | None = None,
         preload: bool = False,
+        alarms: Sequence[AlarmRule] = (),
+        notify: Sequence[str] = (),
     ) -> None:
         self.pipeline = pipeline
         #: Build every resource when the stream opens, before the workers start, so the first
@@ -59,6 +63,11 @@ class Stream:
         #: Whether the last :meth:`close` finished every accepted item (False when the grace
         #: period ran out and the rest was left in the ledger for the next stream).
         self.finished = True
+        #: Alarm rules evaluated while the stream is open (with the pipeline's own), notifying
+        #: the pipeline's webhooks and ``notify``.
+        self.alarms = [*pipeline.alarms, *alarms]
+        self._notify = [*dict.fromkeys([*pipeline.notify, *notify])]
+        self._watch: AlarmWatch | None = None
         #: Seconds spent building resources when the stream opened (with ``preload``).
         self.load_seconds = 0.0
         self._loaded = False
@@ -158,6 +167,15 @@ class Stream:
 
         self._thread = threading.Thread(target=loop, name="conveyor-stream", daemon=True)
         self._thread.start()
+        if self.alarms:
+            from conveyor.alarms import AlarmWatch
+            from conveyor.notify import WebhookNotifier
+
+            notifiers = [WebhookNotifier(url) for url in self._notify]
+            self._watch = AlarmWatch(
+                self.alarms, pipeline=self.pipeline.name, store=self._store_location,
+                run_id=lambda: self.run_id, live=lambda: self.live, notifiers=notifiers,
+            ).start()  # fmt: skip
 
     def close(self, timeout: float | None = None, *, grace: float | None = None) -> None:
         """Stop accepting items, finish the ones accepted, and end the run. With ``grace``,
@@ -176,6 +194,10 @@ class Stream:
             # Still finishing accepted items: keep everything it uses; close() may be called again.
             raise TimeoutError(f"the stream did not finish its items within {timeout}s")
         self._thread = None
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch.close_notifiers()
+            self._watch = None
         os.close(self._read_fd)
         os.close(self._write_fd)
         if self._ingest is not None:

@@ -170,3 +170,14 @@ class LedgerMetrics:
     def by_state(self, state: UnitState) -> dict[str, int]:
         """Units of each step in ``state``."""
         return {step: n for (step, s), n in self.units.items() if s == state.value}
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmWindow:
+    """What the alarm rules read of one run (or one step) over a recent window."""
+
+    done: int  # units finished in the window
+    failed: int  # failed attempts in the window
+    p95: float | None  # p95 wall time of the units finished in the window
+    waiting: int  # units ready or running now (work that throughput should be serving)
+    oldest_ready_age: float | None  # seconds the oldest ready unit has waited

@@ -59,6 +59,10 @@ class Runtime:
             self._built[name] = value
             return value
 
+    def built(self, name: str) -> bool:
+        """Whether the resource ``name`` is built in this process already."""
+        return name in self._built
+
     def run_task(self, task: Task) -> list[Outcome]:
         """Run every unit of ``task`` and return one outcome per unit, with the CPU time each
         used and, on the last, this worker's memory; never raises."""

@@ -324,12 +324,23 @@ def test_the_executor_can_come_from_the_environment(cli: Cli, inputs: Path, tmp_
 
 
 def test_an_unknown_store_scheme_is_refused(cli: Cli, inputs: Path) -> None:
-    result = cli("run", str(REPO / GOOD), "--input", "in", "--store", "postgres://db/conveyor")
+    result = cli("run", str(REPO / GOOD), "--input", "in", "--store", "mysql://db/conveyor")
     assert result.returncode == 2
     assert error_line(result) == (
-        "error: --store 'postgres://db/conveyor': the 'postgres' store is not available; "
-        "pass a SQLite file path"
+        "error: --store: the 'mysql' store is not available; pass a SQLite file path "
+        "(or sqlite:///PATH) or a postgresql://USER@HOST/DATABASE URL"
     )
+
+
+def test_an_unreachable_postgres_store_is_one_clear_line(cli: Cli, inputs: Path) -> None:
+    url = "postgresql://postgres@127.0.0.1:1/conveyor"
+    result = cli("run", str(REPO / GOOD), "--input", "in", "--store", url)
+    assert result.returncode == 3
+    assert error_line(result).startswith(f"error: cannot connect to the ledger {url}: ")
+    assert error_line(result).endswith(
+        "check that the server is running and that host and port in the URL are right"
+    )
+    assert "Traceback" not in result.stderr
 
 
 def damaged_parquet(path: Path) -> None:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +93,47 @@ def test_run_status_results_and_a_cached_rerun(cli: Cli, project: Path) -> None:
     steps = {s["step"]: s["counts"] for s in status(cli)["steps"]}  # type: ignore[union-attr,index]
     assert steps["text"] == {"cached": 30} and steps["shout"] == {"cached": 30}
     assert steps["words"] == {"cached": 29, "dead": 1}
+
+
+def test_a_run_on_a_postgres_ledger_reports_exports_and_caches_like_sqlite(
+    cli: Cli, project: Path, postgres_url: str, peek: Callable[[str, str], list[tuple[Any, ...]]]
+) -> None:
+    first = cli("run", "pipeline.py", "--input", "docs", "--workers", "2", "--store", postgres_url)
+
+    assert first.returncode == 1, first.stderr  # completed with a failed unit
+    assert "completed_with_errors" in first.stdout
+    assert "1x words: ValueError: poisoned document (e.g. doc07.txt; signature" in first.stderr
+    assert not (project / ".conveyor").exists()
+    assert peek(postgres_url, "SELECT state, count(*) FROM units GROUP BY state ORDER BY 1") == [
+        ("dead", 1),
+        ("done", 118),
+        ("skipped", 1),
+    ]
+    env = {"CONVEYOR_STORE": postgres_url}
+    steps = {s["step"]: s["counts"] for s in status(cli, "--store", postgres_url)["steps"]}  # type: ignore[union-attr,index]
+    assert steps["words"] == {"done": 29, "dead": 1}
+    exported = cli("results", "--format", "jsonl", env=env)
+    assert exported.returncode == 0, exported.stderr
+    rows = {row["id"]: row for row in map(json.loads, exported.stdout.splitlines())}
+    assert len(rows) == 30
+    assert rows["doc02.txt"]["report"] == {"words": 3, "head": "WORD WORD WORD"}
+    assert rows["doc07.txt"]["words"] is None
+    [dead] = json.loads(cli("dlq", "list", "--json", env=env).stdout)
+    assert (dead["item"], dead["step"]) == ("doc07.txt", "words")
+    shown = cli("dlq", "show", str(dead["unit"]), env=env)
+    assert "ValueError: poisoned document" in shown.stdout, shown.stderr
+
+    again = cli("run", "pipeline.py", "--input", "docs", "--workers", "2", env=env)
+    assert again.returncode == 1, again.stderr
+    steps = {s["step"]: s["counts"] for s in status(cli, "--store", postgres_url)["steps"]}  # type: ignore[union-attr,index]
+    assert steps["text"] == {"cached": 30} and steps["words"] == {"cached": 29, "dead": 1}
+    assert "completed" in cli("runs", env=env).stdout
+
+    (project / "pipeline.py").write_text(PIPELINE.replace('"poison" in text', "False"))
+    fixed = cli("redrive", env=env)
+    assert fixed.returncode == 0, fixed.stderr
+    rows = {r["id"]: r for r in map(json.loads, cli("results", env=env).stdout.splitlines())}
+    assert rows["doc07.txt"]["report"] == {"words": 4, "head": "THIS ONE IS POISON"}
 
 
 def test_a_clean_run_exits_zero_and_the_store_can_come_from_the_environment(

@@ -1,4 +1,5 @@
-"""Real pipelines over real SQLite ledgers with real worker processes."""
+"""Real pipelines over real ledgers (SQLite files; PostgreSQL where a test takes
+``store_location``) with real worker processes."""
 
 from __future__ import annotations
 

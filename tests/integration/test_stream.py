@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,9 +33,9 @@ def shout(words: list[str]) -> str:
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_submitted_items_are_processed_while_the_stream_is_open(
-    store_path: Path, workers: int
+    store_location: str, workers: int, peek: Callable[[str, str], list[tuple[Any, ...]]]
 ) -> None:
-    with pipe.stream(store=store_path, workers=workers, id_field="id") as stream:
+    with pipe.stream(store=store_location, workers=workers, id_field="id") as stream:
         first = stream.submit({"id": "a", "text": "hello stream world"})
         assert stream.result(first, timeout=30) == {
             "words": ["hello", "stream", "world"],
@@ -47,12 +48,10 @@ def test_submitted_items_are_processed_while_the_stream_is_open(
         with pytest.raises(cv.StepError, match="step 'count' failed on item 'p'"):
             stream.result(poisoned, timeout=30)
         assert stream.submit({"id": "a", "text": "hello stream world"}) == "a"  # idempotent
-    db = sqlite3.connect(store_path)
-    assert db.execute("SELECT state, source FROM runs").fetchone() == (
-        "completed_with_errors",
-        "<stream>",
-    )
-    assert db.execute("SELECT count(*) FROM items").fetchone() == (21,)
+    assert peek(store_location, "SELECT state, source FROM runs") == [
+        ("completed_with_errors", "<stream>")
+    ]
+    assert peek(store_location, "SELECT count(*) FROM items") == [(21,)]
 
 
 def test_submit_from_several_threads(store_path: Path) -> None:

@@ -1,24 +1,30 @@
-"""The SQLite ledger on real files: migrations, claims with fencing, commits, reports."""
+"""The ledger contract on every backend (a real SQLite file, a real PostgreSQL database):
+migrations, claims with fencing, commits, the dead-letter queue, reports."""
 
 from __future__ import annotations
 
 import ast
+import re
 import sqlite3
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conveyor.errors import RunNotFound, StoreError, UsageError
-from conveyor.store import open_store
+from conveyor.store import Store, open_store
 from conveyor.store.sqlfiles import load_migrations, load_queries
 from conveyor.store.sqlite import SQLiteStore
 from conveyor.units import ErrorInfo, Outcome, RunState, UnitState
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "conveyor"
+Peek = Callable[[str, str], list[tuple[Any, ...]]]
 
 
-def new_run(store: SQLiteStore, run_id: str = "r1", items: int = 3) -> None:
+def new_run(store: Store, run_id: str = "r1", items: int = 3) -> None:
     store.create_run(
         run_id, pipeline="p", pipeline_file=None, source="test", steps=["a", "b"], options={}
     )
@@ -34,16 +40,25 @@ def ok(unit_id: int, fence: int, value: bytes = b"v") -> Outcome:
     return Outcome(unit_id, fence, value, None, 1.0, 0.01)
 
 
-def test_opening_twice_applies_each_migration_once(store_path: Path) -> None:
+def dialect(location: str) -> str:
+    return "postgres" if "://" in location else "sqlite"
+
+
+# -- opening ---------------------------------------------------------------------------------------
+
+
+def test_opening_twice_applies_each_migration_once(store_location: str, peek: Peek) -> None:
+    open_store(store_location).close()
+    store = open_store(store_location)
+    migrations = load_migrations(dialect(store_location))
+    assert store.schema_version() == max(n for n, _, _ in migrations)
+    store.close()
+    assert peek(store_location, "SELECT count(*) FROM schema_migrations") == [(len(migrations),)]
+
+
+def test_a_sqlite_ledger_runs_in_wal_mode(store_path: Path) -> None:
     open_store(store_path).close()
-    store = open_store(store_path)
-    assert isinstance(store, SQLiteStore)
-    assert store.schema_version() == max(n for n, _, _ in load_migrations("sqlite"))
-    db = sqlite3.connect(store_path)
-    assert db.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(
-        load_migrations("sqlite")
-    )
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert sqlite3.connect(store_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_file_that_is_not_a_ledger_is_a_clear_error(tmp_path: Path) -> None:
@@ -53,146 +68,414 @@ def test_a_file_that_is_not_a_ledger_is_a_clear_error(tmp_path: Path) -> None:
         open_store(bogus)
 
 
-def test_an_unknown_store_scheme_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="not available"):
-        open_store("mongodb://localhost/ledger")
+def test_an_unknown_store_scheme_is_a_usage_error_naming_the_known_ones() -> None:
+    with pytest.raises(UsageError, match=r"not available.*SQLite.*postgresql://") as caught:
+        open_store("mongodb://admin:hunter2@localhost/ledger")
+    assert "hunter2" not in str(caught.value)
 
 
-def test_claims_lease_ready_units_in_order_up_to_the_limit(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
-    new_run(store)
-    claims = store.claim("r1", ["a", "b"], 2, owner="me", lease=60)
+def test_postgres_urls_open_a_postgres_store(postgres_url: str) -> None:
+    from conveyor.store.postgres import PostgresStore
+
+    for url in (postgres_url, postgres_url.replace("postgresql://", "postgres://", 1)):
+        store = open_store(url)
+        assert isinstance(store, PostgresStore) and store.location == url
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://postgres@127.0.0.1:1/ledger", "server is running"),
+        ("postgresql://postgres@127.0.0.1:notaport/ledger", "check the URL"),
+    ],
+)
+def test_an_unreachable_postgres_server_is_a_one_line_store_error(url: str, says: str) -> None:
+    pytest.importorskip("psycopg")
+    with pytest.raises(StoreError, match="cannot connect to the ledger") as caught:
+        open_store(url)
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_postgres_url_without_psycopg_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "conveyor.store.postgres", raising=False)
+    with pytest.raises(UsageError, match=r"pip install 'conveyor\[postgres\]'"):
+        open_store("postgresql://postgres@127.0.0.1/ledger")
+
+
+def test_a_missing_postgres_database_is_a_one_line_store_error(postgres_url: str) -> None:
+    url = postgres_url.rsplit("/", 1)[0] + "/conveyor_no_such_database"
+    with pytest.raises(StoreError, match="does not exist; create it") as caught:
+        open_store(url)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_password_never_shows_in_messages(postgres_url: str) -> None:
+    url = postgres_url.replace("postgres@", "postgres:hunter2@", 1).rsplit("/", 1)[0] + "/nope"
+    with pytest.raises(StoreError) as caught:
+        open_store(url)
+    assert "hunter2" not in str(caught.value) and "postgres:***@" in str(caught.value)
+
+
+def test_reading_an_empty_postgres_database_does_not_create_a_ledger(postgres: Any) -> None:
+    url = postgres.database(migrated=False)
+    try:
+        with pytest.raises(RunNotFound, match="no ledger in"):
+            open_store(url, create=False)
+        open_store(url).close()  # a command that writes creates it
+        open_store(url, create=False).close()
+    finally:
+        postgres.drop(url)
+
+
+# -- the queue -------------------------------------------------------------------------------------
+
+
+def test_claims_lease_ready_units_in_order_up_to_the_limit(ledger: Store) -> None:
+    new_run(ledger)
+    claims = ledger.claim("r1", ["a", "b"], 2, owner="me", lease=60)
     assert [(c.step, c.item_idx, c.fence, c.attempt) for c in claims] == [
         ("a", 0, 1, 1),
         ("a", 1, 1, 1),
     ]
-    assert [c.item_idx for c in store.claim("r1", ["a"], 10, owner="me", lease=60)] == [2]
-    assert store.claim("r1", ["a", "b"], 10, owner="me", lease=60) == []  # b still waits
+    assert [c.item_idx for c in ledger.claim("r1", ["a"], 10, owner="me", lease=60)] == [2]
+    assert ledger.claim("r1", ["a", "b"], 10, owner="me", lease=60) == []  # b still waits
 
 
-def test_commit_stores_results_and_promotes_dependents(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
-    new_run(store)
-    claims = store.claim("r1", ["a"], 3, owner="me", lease=60)
-    stale = store.commit("r1", [(c, ok(c.unit_id, c.fence), ("b",)) for c in claims], [])
+def test_adding_items_again_adds_nothing(ledger: Store) -> None:
+    new_run(ledger, items=2)
+    again = [(i, f"item{i}", "record", f"k{i}", b"x", None) for i in range(3)]
+    assert ledger.add_items("r1", again) == 1
+    assert ledger.next_item_index("r1") == 3
+    assert ledger.load_items("r1", [0, 2])[2].item_id == "item2"
+
+
+def test_commit_stores_results_and_promotes_dependents(ledger: Store) -> None:
+    new_run(ledger)
+    claims = ledger.claim("r1", ["a"], 3, owner="me", lease=60)
+    stale = ledger.commit("r1", [(c, ok(c.unit_id, c.fence), ("b",)) for c in claims], [])
     assert stale == 0
-    ready = store.claim("r1", ["b"], 10, owner="me", lease=60)
+    ready = ledger.claim("r1", ["b"], 10, owner="me", lease=60)
     assert [c.item_idx for c in ready] == [0, 1, 2]
-    assert store.existing_results(["a0", "a1", "zzz"]) == {"a0", "a1"}
-    assert store.load_inputs("r1", [1], ["a"]) == {(1, "a"): b"v"}
+    assert ledger.existing_results(["a0", "a1", "zzz"]) == {"a0", "a1"}
+    assert ledger.load_inputs("r1", [1], ["a"]) == {(1, "a"): b"v"}
 
 
-def test_a_commit_with_a_stale_fence_changes_nothing(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
-    new_run(store, items=1)
-    [claim] = store.claim("r1", ["a"], 1, owner="me", lease=60)
-    late = claim._replace(fence=claim.fence - 1)
-    assert store.commit("r1", [(late, ok(claim.unit_id, late.fence), ("b",))], []) == 1
-    assert store.existing_results(["a0"]) == set()
-    assert store.unfinished("r1") == 2
+def test_a_unit_whose_upstreams_finish_in_one_commit_becomes_ready(ledger: Store) -> None:
+    ledger.create_run("r1", pipeline="p", pipeline_file=None, source="t", steps=[], options={})
+    ledger.add_items("r1", [(0, "item0", "record", "k0", b"x", None)])
+    ledger.add_units(
+        "r1",
+        [
+            (0, "a", "a0", UnitState.READY, 0, None),
+            (0, "b", "b0", UnitState.READY, 0, None),
+            (0, "c", "c0", UnitState.PENDING, 2, None),
+        ],
+    )
+    claims = ledger.claim("r1", ["a", "b"], 2, owner="me", lease=60)
+    assert ledger.commit("r1", [(c, ok(c.unit_id, c.fence), ("c",)) for c in claims], []) == 0
+    assert [c.step for c in ledger.claim("r1", ["c"], 5, owner="me", lease=60)] == ["c"]
 
 
-def test_a_final_failure_skips_descendants_and_records_the_attempt(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
-    new_run(store, items=1)
-    [claim] = store.claim("r1", ["a"], 1, owner="me", lease=60)
-    error = ErrorInfo("ValueError", "bad", "Traceback ...")
+def test_units_sharing_a_cache_key_store_one_result(ledger: Store) -> None:
+    ledger.create_run("r1", pipeline="p", pipeline_file=None, source="t", steps=[], options={})
+    ledger.add_items("r1", [(i, f"item{i}", "record", "same", b"x", None) for i in range(2)])
+    ledger.add_units("r1", [(i, "a", "a-same", UnitState.READY, 0, None) for i in range(2)])
+    claims = ledger.claim("r1", ["a"], 2, owner="me", lease=60)
+    done = [(c, ok(c.unit_id, c.fence, b"v%d" % c.item_idx), ()) for c in claims]
+    assert ledger.commit("r1", done, []) == 0
+    assert ledger.load_inputs("r1", [0, 1], ["a"]) == {(0, "a"): b"v1", (1, "a"): b"v1"}
+
+
+def test_a_commit_with_a_stale_fence_changes_nothing(ledger: Store) -> None:
+    new_run(ledger, items=2)
+    first, second = ledger.claim("r1", ["a"], 2, owner="me", lease=60)
+    late = first._replace(fence=first.fence - 1)
+    done = [(late, ok(late.unit_id, late.fence), ("b",)), (second, ok(second.unit_id, 1), ("b",))]
+    assert ledger.commit("r1", done, []) == 1
+    assert ledger.existing_results(["a0", "a1"]) == {"a1"}  # the fresh one in the batch counts
+    assert ledger.unfinished("r1") == 3
+
+
+def test_a_final_failure_skips_descendants_and_records_the_attempt(ledger: Store) -> None:
+    new_run(ledger, items=1)
+    [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    error = ErrorInfo("ValueError", "bad 17", "Traceback ...")
     outcome = Outcome(claim.unit_id, claim.fence, None, error, 1.0, 0.5)
-    store.commit("r1", [], [(claim, outcome, UnitState.DEAD, None, ("b",), "give up")])
-    stats = {s.step: s.counts for s in store.step_stats("r1", ["a", "b"])}
+    ledger.commit("r1", [], [(claim, outcome, UnitState.DEAD, None, ("b",), "give up")])
+    stats = {s.step: s.counts for s in ledger.step_stats("r1", ["a", "b"])}
     assert stats == {"a": {"dead": 1}, "b": {"skipped": 1}}
-    [failure] = store.failures("r1")
+    [failure] = ledger.failures("r1")
     assert (failure["item"], failure["error_type"], failure["error_message"]) == (
         "item0",
         "ValueError",
-        "bad",
+        "bad 17",
     )
-    assert store.unfinished("r1") == 0
+    assert ledger.unfinished("r1") == 0
+    detail = ledger.unit_detail(claim.unit_id)
+    assert detail is not None and detail["payload"] == b"x" and detail["state"] == "dead"
+    assert [(a["attempt"], a["decision"]) for a in detail["attempt_log"]] == [(1, "give up")]
+    assert ledger.unit_detail(10_000) is None
 
 
-def test_a_retry_waits_until_its_time(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
-    new_run(store, items=1)
-    [claim] = store.claim("r1", ["a"], 1, owner="me", lease=60)
+def test_an_error_message_with_a_nul_character_is_recorded(ledger: Store) -> None:
+    new_run(ledger, items=1)
+    [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    error = ErrorInfo("ValueError", "bad \x00 byte", "Traceback \x00")
+    outcome = Outcome(claim.unit_id, claim.fence, None, error, 1.0, 0.5)
+    assert ledger.commit("r1", [], [(claim, outcome, UnitState.DEAD, None, ("b",), "no")]) == 0
+    [failure] = ledger.failures("r1")
+    assert failure["error_message"] in ("bad \x00 byte", "bad \\x00 byte")  # PostgreSQL: escaped
+
+
+def test_dead_units_are_listed_grouped_and_reset(ledger: Store) -> None:
+    new_run(ledger, items=3)
+    claims = ledger.claim("r1", ["a"], 3, owner="me", lease=60)
+    failed = []
+    for c in claims:
+        error = ErrorInfo("KeyError", f"missing {c.item_idx}", "")
+        outcome = Outcome(c.unit_id, c.fence, None, error, 1.0, 0.1)
+        failed.append((c, outcome, UnitState.DEAD, None, ("b",), "give up"))
+    ledger.commit("r1", [], failed)
+
+    dead = ledger.dead_units("r1")
+    assert [d["item"] for d in dead] == ["item0", "item1", "item2"]
+    assert len(ledger.dead_units("r1", limit=2)) == 2
+    assert ledger.dead_units("r1", step="b") == []
+    assert len(ledger.dead_units("r1", signature=dead[0]["signature"][:4])) == 3
+    [group] = ledger.error_groups("r1", samples=2)
+    assert (group["count"], group["step"], group["samples"]) == (3, "a", ["item0", "item1"])
+
+    units = ledger.units_of_items("r1", [1])
+    assert sorted((step, state) for _, _, step, state, _, _ in units) == [
+        ("a", UnitState.DEAD),
+        ("b", UnitState.SKIPPED),
+    ]
+    resets = [
+        (u, UnitState.READY if step == "a" else UnitState.PENDING, 0 if step == "a" else 1, key)
+        for u, _, step, _, key, _ in units
+    ]
+    ledger.reset_units("r1", resets, "sig2")
+    assert ledger.get_run("r1").signature == "sig2"
+    [again] = ledger.claim("r1", ["a", "b"], 5, owner="me", lease=60)
+    assert (again.item_idx, again.attempt) == (1, 1)
+
+
+def test_a_retry_waits_until_its_time(ledger: Store) -> None:
+    new_run(ledger, items=1)
+    assert ledger.next_retry_time("r1") == 0
+    [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    assert ledger.next_retry_time("r1") is None
     outcome = Outcome(claim.unit_id, claim.fence, None, ErrorInfo("E", "m", ""), 1.0, 0.1)
-    store.commit("r1", [], [(claim, outcome, UnitState.READY, 4e9, (), "retry")])
-    assert store.claim("r1", ["a"], 1, owner="me", lease=60) == []
-    assert store.next_retry_time("r1") == 4e9
+    ledger.commit("r1", [], [(claim, outcome, UnitState.READY, 4e9, (), "retry")])
+    assert ledger.claim("r1", ["a"], 1, owner="me", lease=60) == []
+    assert ledger.next_retry_time("r1") == 4e9
 
 
-def test_release_hands_leased_units_back(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
-    new_run(store)
-    store.claim("r1", ["a"], 3, owner="me", lease=60)
-    assert store.release("r1", "someone else") == 0
-    assert store.release("r1", "me") == 3
-    assert len(store.claim("r1", ["a"], 3, owner="you", lease=60)) == 3
+def test_requeued_units_go_back_without_spending_an_attempt(ledger: Store) -> None:
+    new_run(ledger, items=1)
+    [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    assert ledger.commit("r1", [], [], [claim]) == 0
+    assert ledger.commit("r1", [], [], [claim]) == 1  # no longer leased under that fence
+    [again] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    assert (again.fence, again.attempt) == (claim.fence + 1, 1)
 
 
-def test_runs_are_found_by_prefix_and_missing_ones_are_clear(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
+def test_release_hands_leased_units_back(ledger: Store) -> None:
+    new_run(ledger)
+    ledger.claim("r1", ["a"], 3, owner="me", lease=60)
+    assert ledger.release("r1", "someone else") == 0
+    assert ledger.release("r1", "me") == 3
+    assert len(ledger.claim("r1", ["a"], 3, owner="you", lease=60)) == 3
+
+
+def test_adopting_a_run_requeues_what_its_old_coordinator_held(ledger: Store) -> None:
+    new_run(ledger)
+    ledger.create_run(
+        "r2", pipeline="p", pipeline_file=None, source="t", steps=[], options={}, coordinator="x"
+    )
+    ledger.claim("r1", ["a"], 2, owner="gone", lease=60)
+    ledger.set_run_state("r1", RunState.INTERRUPTED, "stopped")
+    assert ledger.adopt_run("r1", "host:2:new") == 2
+    run = ledger.get_run("r1")
+    assert (run.state, run.coordinator, run.message) == (RunState.RUNNING, "host:2:new", None)
+    assert ledger.unfinished_items("r1") == 3
+
+
+def test_runs_are_found_by_prefix_and_missing_ones_are_clear(ledger: Store) -> None:
     with pytest.raises(RunNotFound, match="no runs"):
-        store.get_run()
-    new_run(store, "20260101-aaaa")
-    new_run(store, "20260102-bbbb")
-    assert store.get_run("20260101").id == "20260101-aaaa"
-    assert store.get_run().id == "20260102-bbbb"
+        ledger.get_run()
+    new_run(ledger, "20260101-aaaa")
+    new_run(ledger, "20260102-bbbb")
+    assert ledger.get_run("20260101").id == "20260101-aaaa"
+    assert ledger.get_run().id == "20260102-bbbb"
+    assert [r.id for r in ledger.list_runs(limit=1)] == ["20260102-bbbb"]
     with pytest.raises(RunNotFound, match="ambiguous"):
-        store.get_run("2026")
+        ledger.get_run("2026")
     with pytest.raises(RunNotFound, match="conveyor runs"):
-        store.get_run("nope")
-    store.set_run_state("20260101-aaaa", RunState.COMPLETED)
-    run = store.get_run("20260101-aaaa")
+        ledger.get_run("nope")
+    ledger.set_run_state("20260101-aaaa", RunState.COMPLETED)
+    run = ledger.get_run("20260101-aaaa")
     assert run.state is RunState.COMPLETED and run.finished_at is not None
 
 
-def test_every_named_query_is_valid_sql(store_path: Path) -> None:
-    SQLiteStore(store_path)
-    db = sqlite3.connect(store_path)
-    for name, sql in load_queries("sqlite").items():
-        try:
-            db.execute(f"EXPLAIN {sql}", _dummy_params(sql))
-        except sqlite3.ProgrammingError:
-            pass  # positional parameters: preparing the statement already checked it
-        except sqlite3.OperationalError as exc:  # pragma: no cover - the failure we look for
-            pytest.fail(f"query {name!r} is invalid: {exc}")
+def test_a_resumable_run_is_found_by_pipeline_source_and_signature(ledger: Store) -> None:
+    ledger.create_run(
+        "r1", pipeline="p", pipeline_file="p.py", source="s", steps=["a"],
+        options={"workers": 2}, signature="sig", coordinator="host:1:me",
+    )  # fmt: skip
+    ledger.mark_planned("r1")
+    run = ledger.get_run("r1")
+    assert (run.planned, run.options, run.steps, run.pipeline_file) == (
+        True,
+        {"workers": 2},
+        ("a",),
+        "p.py",
+    )
+    assert ledger.find_resumable("p", "s", "sig") == "r1"
+    assert ledger.find_resumable("p", "s", "other") is None
+    ledger.set_run_state("r1", RunState.COMPLETED)
+    assert ledger.find_resumable("p", "s", "sig") is None
 
 
-def _dummy_params(sql: str) -> dict[str, object]:
-    import re
-
-    return {name: "[]" for name in re.findall(r":(\w+)", sql)}
-
-
-def test_only_the_store_speaks_sql() -> None:
-    offenders = []
-    for path in SRC.rglob("*.py"):
-        if "store" in path.relative_to(SRC).parts:
-            continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                names = [a.name for a in node.names] + [getattr(node, "module", "") or ""]
-                if any(n.split(".")[0] in ("sqlite3", "psycopg") for n in names):
-                    offenders.append(str(path))
-    assert offenders == []
+def test_exports_and_item_units_read_results_in_source_order(ledger: Store) -> None:
+    new_run(ledger, items=3)
+    claims = ledger.claim("r1", ["a"], 3, owner="me", lease=60)
+    ledger.commit(
+        "r1", [(c, ok(c.unit_id, c.fence, b"%d" % c.item_idx), ("b",)) for c in claims], []
+    )
+    exported = list(ledger.export_rows("r1"))
+    assert [item for item, _ in exported] == ["item0", "item1", "item2"]
+    assert exported[1][1] == {"a": ("done", b"1"), "b": ("ready", None)}
+    assert ledger.item_units("r1", "item2") == [
+        ("a", UnitState.DONE, b"2", None, None),
+        ("b", UnitState.READY, None, None, None),
+    ]
+    [a, b] = ledger.step_stats("r1", ["a", "b"])
+    assert (a.counts, a.p50, a.p95) == ({"done": 3}, 0.01, 0.01)
+    assert (b.counts, b.p50, b.rate) == ({"ready": 3}, None, None)
 
 
 def test_a_lease_not_renewed_expires_and_another_coordinator_takes_the_unit(
-    store_path: Path,
+    open_ledger: Callable[[], Store],
 ) -> None:
-    store = SQLiteStore(store_path)
+    store, alive = open_ledger(), open_ledger()
     new_run(store, items=2)
-    gone = store.claim("r1", ["a"], 2, owner="gone", lease=0.05)
-    alive = SQLiteStore(store_path)
+    gone = store.claim("r1", ["a"], 2, owner="gone", lease=0.5)
     assert alive.heartbeat("r1", "host:1:alive", "alive", lease=60) == 0  # not expired yet
-    time.sleep(0.1)
+    time.sleep(0.6)
     assert alive.heartbeat("r1", "host:1:alive", "alive", lease=60) == 2
     taken = alive.claim("r1", ["a"], 2, owner="alive", lease=60)
     assert [c.unit_id for c in taken] == [c.unit_id for c in gone]
     assert all(t.fence == g.fence + 1 for t, g in zip(taken, gone, strict=True))
     assert [c.attempt for c in taken] == [1, 1]  # an expired lease is not a failed attempt
-    # The old holder's late commit is fenced out.
+    # The old holder's late commit is fenced out; the new holder's goes in.
     late = [(c, ok(c.unit_id, c.fence), ()) for c in gone]
     assert store.commit("r1", late, []) == 2
     assert store.existing_results(["a0", "a1"]) == set()
+    assert alive.commit("r1", [(c, ok(c.unit_id, c.fence), ("b",)) for c in taken], []) == 0
+    assert store.existing_results(["a0", "a1"]) == {"a0", "a1"}
+
+
+# -- the SQL ---------------------------------------------------------------------------------------
+
+
+def test_every_named_query_is_valid_sql(store_location: str, peek: Peek) -> None:
+    open_store(store_location).close()
+    if dialect(store_location) == "sqlite":
+        db = sqlite3.connect(store_location)
+        for name, sql in load_queries("sqlite").items():
+            try:
+                db.execute(f"EXPLAIN {sql}", {n: "[]" for n in re.findall(r":(\w+)", sql)})
+            except sqlite3.ProgrammingError:
+                pass  # positional parameters: preparing the statement already checked it
+            except sqlite3.OperationalError as exc:  # pragma: no cover - the failure we look for
+                pytest.fail(f"query {name!r} is invalid: {exc}")
+        return
+    import psycopg
+
+    with psycopg.connect(store_location, autocommit=True) as conn:
+        for i, (name, sql) in enumerate(load_queries("postgres").items()):
+            try:  # the server parses, plans and types every parameter of the statement
+                if sql.startswith("CREATE"):  # DDL cannot be prepared; this one is idempotent
+                    conn.execute(sql)
+                else:
+                    conn.execute(f"PREPARE q{i} AS {_numbered(sql)}")
+            except psycopg.Error as exc:  # pragma: no cover - the failure we look for
+                pytest.fail(f"query {name!r} is invalid: {exc}")
+
+
+def _numbered(sql: str) -> str:
+    """psycopg's %(name)s and %s placeholders as the server's $1, $2, ..."""
+    names: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(0) == "%%":
+            return "%"
+        key = match.group(1) or f"#{len(names)}"
+        return f"${names.setdefault(key, len(names) + 1)}"
+
+    return re.sub(r"%%|%\((\w+)\)s|%s", number, sql)
+
+
+def test_the_dialects_have_the_same_queries_and_migrations() -> None:
+    sqlite, postgres = load_queries("sqlite"), load_queries("postgres")
+    assert set(postgres) - set(sqlite) == {"migration_lock", "migrations_table"}
+    assert set(sqlite) - set(postgres) == set()
+    assert [m[:2] for m in load_migrations("sqlite")] == [
+        m[:2] for m in load_migrations("postgres")
+    ]
+
+
+def test_the_dialects_build_the_same_tables_and_indexes(
+    store_path: Path, postgres_url: str, peek: Peek
+) -> None:
+    open_store(store_path).close()
+    lite: dict[str, set[str]] = {}
+    for (table,) in peek(str(store_path), "SELECT name FROM sqlite_master WHERE type = 'table'"):
+        lite[table] = {row[1] for row in peek(str(store_path), f"PRAGMA table_info({table})")}
+    pg: dict[str, set[str]] = {}
+    for table, column in peek(
+        postgres_url,
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'public'",
+    ):
+        pg.setdefault(table, set()).add(column)
+    assert pg == lite
+    lite_indexes = peek(
+        str(store_path), "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    )
+    pg_indexes = peek(postgres_url, "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")
+    assert {n for (n,) in lite_indexes} <= {n for (n,) in pg_indexes}
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] + [getattr(node, "module", "") or ""]
+            found.update(n.split(".")[0] for n in names)
+    return found
+
+
+def test_only_the_store_speaks_sql() -> None:
+    offenders = [
+        str(path)
+        for path in SRC.rglob("*.py")
+        if "store" not in path.relative_to(SRC).parts and _imports(path) & {"sqlite3", "psycopg"}
+    ]
+    assert offenders == []
+
+
+def test_only_the_postgres_store_needs_psycopg() -> None:
+    users = [p.name for p in (SRC / "store").rglob("*.py") if "psycopg" in _imports(p)]
+    assert users == ["postgres.py"]
+
+
+def test_the_sqlite_store_is_the_one_for_paths(store_path: Path) -> None:
+    store = open_store(f"sqlite:///{store_path}")
+    assert isinstance(store, SQLiteStore) and store.path == store_path
+    store.close()

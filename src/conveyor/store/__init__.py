@@ -9,24 +9,32 @@ from conveyor.errors import RunNotFound, UsageError
 from conveyor.store.base import Store
 
 DEFAULT_PATH = Path(".conveyor") / "conveyor.db"
+#: URL schemes of PostgreSQL ledgers.
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 __all__ = ["DEFAULT_PATH", "Store", "open_store"]
 
 
 def open_store(location: str | Path | None = None, *, create: bool = True) -> Store:
-    """Open the ledger at ``location``: a SQLite file path or ``sqlite:///path``; the default is
-    ``.conveyor/conveyor.db`` under the current folder. With ``create=False`` a missing ledger
-    is an error rather than a new empty file (for commands that only read)."""
-    from conveyor.store.sqlite import SQLiteStore
-
+    """Open the ledger at ``location``: a SQLite file path or ``sqlite:///path``, or a
+    ``postgresql://user@host/db`` URL; the default is ``.conveyor/conveyor.db`` under the
+    current folder. With ``create=False`` a missing ledger is an error rather than a new empty
+    one (for commands that only read)."""
     text = str(location) if location is not None else str(DEFAULT_PATH)
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
     elif "://" in text:
         scheme = text.split("://", 1)[0]
+        if scheme.lower() in POSTGRES_SCHEMES:
+            from conveyor.store.postgres import PostgresStore
+
+            return PostgresStore(text, create=create)
         raise UsageError(
-            f"--store {text!r}: the {scheme!r} store is not available; pass a SQLite file path"
+            f"--store: the {scheme!r} store is not available; pass a SQLite file path "
+            "(or sqlite:///PATH) or a postgresql://USER@HOST/DATABASE URL"
         )
+    from conveyor.store.sqlite import SQLiteStore
+
     path = Path(text)
     if not create and not path.exists():
         raise RunNotFound(f"no ledger at {path}; start a run with 'conveyor run' or pass --store")

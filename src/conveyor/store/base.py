@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from conveyor.units import (
+    AlarmWindow,
     Claim,
     ErrorInfo,
     ItemRow,
@@ -208,6 +209,28 @@ class Store(abc.ABC):
     ) -> None:
         """Put units back to (state, waiting, cache key) with a clean slate of attempts and
         errors, and record the signature of the code the run now continues with."""
+
+    # alarms ------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def alarm_window(self, run_id: str, seconds: float, step: str | None = None) -> AlarmWindow:
+        """The run's (or ``step``'s) finished units, failed attempts and p95 duration over the
+        last ``seconds``, with the work waiting now."""
+
+    @abc.abstractmethod
+    def set_alarm(
+        self,
+        run_id: str,
+        name: str,
+        state: str,
+        value: float | None,
+        threshold: float,
+        message: str,
+    ) -> None:
+        """Record that alarm ``name`` of the run is now ``state`` (firing or resolved)."""
+
+    @abc.abstractmethod
+    def alarms(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's alarms: name, state, value, threshold, message, changed_at."""
 
     # reports -----------------------------------------------------------------------------------
     @abc.abstractmethod

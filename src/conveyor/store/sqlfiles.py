@@ -28,3 +28,10 @@ def load_migrations(dialect: str) -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match.group(1)), match.group(2), entry.read_text()))
     return sorted(found)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration into statements (comments dropped; migrations hold no ';' or '--' in
+    strings)."""
+    code = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+    return [s.strip() for s in code.split(";") if s.strip()]

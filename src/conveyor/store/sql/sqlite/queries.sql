@@ -1,5 +1,19 @@
 -- Named queries of the SQLite store. Each section starts with "-- name: NAME".
 -- Lists are passed as one JSON array parameter and read with json_each.
+-- The PostgreSQL store has the same names with the same parameters.
+
+-- name: create_schema_migrations
+CREATE TABLE IF NOT EXISTS schema_migrations
+    (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations;
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?);
+
+-- name: schema_version
+SELECT max(version) FROM schema_migrations;
 
 -- name: insert_run
 INSERT INTO runs (id, pipeline, pipeline_file, source, state, steps, options, created_at,
@@ -102,10 +116,11 @@ VALUES (:id, :attempt, :started_at, :duration, :error_type, :error_message, :tra
         :decision, :retry_at);
 
 -- name: promote
+-- (run id, item index, step, how many of its upstream units just finished)
 UPDATE units
-SET waiting = waiting - 1, state = CASE WHEN waiting = 1 THEN 'ready' ELSE state END,
-    ready_at = CASE WHEN waiting = 1 THEN ? ELSE ready_at END
-WHERE run_id = ? AND item_idx = ? AND step = ? AND state = 'pending';
+SET waiting = waiting - ?4, state = CASE WHEN waiting <= ?4 THEN 'ready' ELSE state END,
+    ready_at = CASE WHEN waiting <= ?4 THEN ?5 ELSE ready_at END
+WHERE run_id = ?1 AND item_idx = ?2 AND step = ?3 AND state = 'pending';
 
 -- name: skip
 UPDATE units
@@ -213,13 +228,13 @@ FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
 WHERE u.run_id = :run_id AND u.item_idx IN (SELECT value FROM json_each(:idxs));
 
 -- name: reset_unit
+-- (state, waiting, key, unit id, run id, ready at)
 UPDATE units
-SET state = ?, ready_at = CASE WHEN ? = 'ready' THEN ? END, waiting = ?, key = ?,
-    attempts = 0, fence = fence + 1, lease_owner = NULL,
-    lease_expires = NULL, not_before = NULL, started_at = NULL, finished_at = NULL,
-    duration = NULL, error_type = NULL, error_message = NULL, traceback = NULL,
-    error_signature = NULL
-WHERE id = ? AND run_id = ?;
+SET state = ?1, ready_at = ?6, waiting = ?2, key = ?3, attempts = 0, fence = fence + 1,
+    lease_owner = NULL, lease_expires = NULL, not_before = NULL, started_at = NULL,
+    finished_at = NULL, duration = NULL, error_type = NULL, error_message = NULL,
+    traceback = NULL, error_signature = NULL
+WHERE id = ?4 AND run_id = ?5;
 
 -- name: set_signature
 UPDATE runs SET signature = :signature WHERE id = :id;
@@ -264,13 +279,13 @@ WHERE run_id = :run_id AND state IN ('pending', 'ready', 'running');
 SELECT step, state, count(*) FROM units WHERE run_id = :run_id GROUP BY step, state;
 
 -- name: metrics_durations
--- Finished units per step by duration bucket: :bounds is a JSON list of the buckets' upper
--- bounds; a unit counts in the first bucket that holds it (the last index: above them all).
-SELECT step,
-       (SELECT count(*) FROM json_each(:bounds) b WHERE b.value < u.duration) AS bucket,
-       count(*), sum(duration)
-FROM units u
-WHERE run_id = :run_id AND state = 'done' AND duration IS NOT NULL
+-- Finished units per step by duration bucket: :bounds lists the buckets' upper bounds; a unit
+-- is in the first bucket that holds it (the last index: above them all).
+SELECT step, bucket, count(*), sum(duration)
+FROM (SELECT step, duration,
+             (SELECT count(*) FROM json_each(:bounds) b WHERE b.value < u.duration) AS bucket
+      FROM units u
+      WHERE run_id = :run_id AND state = 'done' AND duration IS NOT NULL) AS t
 GROUP BY step, bucket;
 
 -- name: metrics_retries
@@ -281,3 +296,31 @@ GROUP BY u.step;
 -- name: metrics_run
 SELECT (SELECT count(*) FROM items WHERE run_id = :run_id),
        (SELECT min(ready_at) FROM units WHERE run_id = :run_id AND state = 'ready');
+
+-- name: alarm_window
+SELECT
+  (SELECT count(*) FROM units WHERE run_id = :run_id AND state = 'done'
+     AND finished_at >= :since AND (:step IS NULL OR step = :step)),
+  (SELECT count(*) FROM attempts a JOIN units u ON u.id = a.unit_id
+   WHERE u.run_id = :run_id AND a.started_at >= :since AND (:step IS NULL OR u.step = :step)),
+  (SELECT count(*) FROM units WHERE run_id = :run_id AND state IN ('ready', 'running')
+     AND (:step IS NULL OR step = :step)),
+  (SELECT min(ready_at) FROM units WHERE run_id = :run_id AND state = 'ready'
+     AND (:step IS NULL OR step = :step));
+
+-- name: alarm_duration_at
+SELECT duration FROM units
+WHERE run_id = :run_id AND state = 'done' AND finished_at >= :since AND duration IS NOT NULL
+  AND (:step IS NULL OR step = :step)
+ORDER BY duration LIMIT 1 OFFSET :offset;
+
+-- name: set_alarm
+INSERT INTO alarms (run_id, name, state, value, threshold, message, changed_at)
+VALUES (:run_id, :name, :state, :value, :threshold, :message, :changed_at)
+ON CONFLICT (run_id, name) DO UPDATE
+SET state = excluded.state, value = excluded.value, threshold = excluded.threshold,
+    message = excluded.message, changed_at = excluded.changed_at;
+
+-- name: alarms
+SELECT name, state, value, threshold, message, changed_at FROM alarms
+WHERE run_id = :run_id ORDER BY changed_at DESC, name;

@@ -1,0 +1,378 @@
+-- Named queries of the PostgreSQL store: the SQLite store's names with the same parameters.
+-- Lists are passed as one array parameter and read with = ANY(...). A query run once over a
+-- batch of rows ("-- batch: (columns)") takes the rows as one JSON array of arrays, each in
+-- the order of the SQLite query's positional parameters, with bytes in base64: one statement
+-- and one parameter for thousands of rows, cheap to encode on the coordinator.
+
+-- name: create_schema_migrations
+CREATE TABLE IF NOT EXISTS schema_migrations
+    (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations;
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s);
+
+-- name: schema_version
+SELECT max(version) FROM schema_migrations;
+
+-- name: migrations_table
+SELECT to_regclass('schema_migrations') IS NOT NULL;
+
+-- name: migration_lock
+-- Held until the transaction ends: processes starting together migrate one after another.
+SELECT pg_advisory_xact_lock(%s);
+
+-- name: insert_run
+INSERT INTO runs (id, pipeline, pipeline_file, source, state, steps, options, created_at,
+                  signature, coordinator, heartbeat_at)
+VALUES (%(id)s, %(pipeline)s, %(pipeline_file)s, %(source)s, %(state)s, %(steps)s, %(options)s,
+        %(created_at)s, %(signature)s, %(coordinator)s, %(created_at)s);
+
+-- name: adopt_run
+UPDATE runs SET state = 'running', coordinator = %(coordinator)s, heartbeat_at = %(now)s,
+                finished_at = NULL, message = NULL
+WHERE id = %(id)s;
+
+-- name: release_all_running
+UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+WHERE run_id = %(run_id)s AND state = 'running';
+
+-- name: mark_planned
+UPDATE runs SET planned = 1 WHERE id = %(id)s;
+
+-- name: heartbeat_run
+UPDATE runs SET heartbeat_at = %(now)s WHERE id = %(id)s AND coordinator = %(coordinator)s;
+
+-- name: extend_leases
+UPDATE units SET lease_expires = %(expires)s
+WHERE run_id = %(run_id)s AND state = 'running' AND lease_owner = %(owner)s;
+
+-- name: expire_leases
+UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+WHERE run_id = %(run_id)s AND state = 'running' AND lease_expires < %(now)s;
+
+-- name: find_resumable
+SELECT id FROM runs
+WHERE pipeline = %(pipeline)s AND source = %(source)s AND signature = %(signature)s
+  AND state IN ('running', 'interrupted', 'failed')
+ORDER BY created_at DESC LIMIT 1;
+
+-- name: set_run_state
+UPDATE runs SET state = %(state)s, message = %(message)s, finished_at = %(finished_at)s
+WHERE id = %(id)s;
+
+-- name: insert_item
+-- batch: (run id, index, id, kind, key, payload, error)
+INSERT INTO items (run_id, idx, item_id, kind, key, payload, error)
+SELECT r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, decode(r->>5, 'base64'), r->>6
+FROM json_array_elements(%s::json) AS r
+ON CONFLICT DO NOTHING;
+
+-- name: insert_unit
+-- batch: (run id, item index, step, key, state, waiting, finished at, error type, error
+-- message, error signature, ready at)
+INSERT INTO units (run_id, item_idx, step, key, state, waiting, finished_at,
+                   error_type, error_message, error_signature, ready_at)
+SELECT r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, (r->>5)::integer, (r->>6)::float8,
+       r->>7, r->>8, r->>9, (r->>10)::float8
+FROM json_array_elements(%s::json) AS r
+ON CONFLICT DO NOTHING;
+
+-- name: existing_results
+SELECT key FROM results WHERE key = ANY(%(keys)s::text[]);
+
+-- name: claim
+-- Rows another transaction is claiming or committing are skipped, not waited for: concurrent
+-- coordinators on one run never lease the same unit and never queue behind each other.
+WITH picked AS (
+    SELECT id FROM units
+    WHERE run_id = %(run_id)s AND state = 'ready' AND step = ANY(%(steps)s::text[])
+      AND (not_before IS NULL OR not_before <= %(now)s)
+    ORDER BY id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE units u
+SET state = 'running', fence = u.fence + 1, attempts = u.attempts + 1,
+    lease_owner = %(owner)s, lease_expires = %(expires)s, started_at = %(now)s
+FROM picked
+WHERE u.id = picked.id
+RETURNING u.id, u.item_idx, u.step, u.key, u.fence, u.attempts;
+
+-- name: load_items
+SELECT idx, item_id, kind, payload, error FROM items
+WHERE run_id = %(run_id)s AND idx = ANY(%(idxs)s::bigint[]);
+
+-- name: load_inputs
+SELECT u.item_idx, u.step, r.value
+FROM units u JOIN results r ON r.key = u.key
+WHERE u.run_id = %(run_id)s
+  AND u.item_idx = ANY(%(idxs)s::bigint[])
+  AND u.step = ANY(%(steps)s::text[]);
+
+-- name: insert_result
+-- batch: (key, step, value, size, created at); keys are distinct within a batch
+INSERT INTO results (key, step, value, size, created_at)
+SELECT r->>0, r->>1, decode(r->>2, 'base64'), (r->>3)::bigint, (r->>4)::float8
+FROM json_array_elements(%s::json) AS r
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, size = excluded.size,
+                                created_at = excluded.created_at;
+
+-- name: unit_done
+-- batch: (finished at, duration, started at, unit id, fence); returns the units it marked
+UPDATE units u
+SET state = 'done', finished_at = v.finished_at, duration = v.duration,
+    started_at = v.started_at, lease_owner = NULL, lease_expires = NULL, error_type = NULL,
+    error_message = NULL, traceback = NULL
+FROM (SELECT (r->>0)::float8 AS finished_at, (r->>1)::float8 AS duration,
+             (r->>2)::float8 AS started_at, (r->>3)::bigint AS id, (r->>4)::integer AS fence
+      FROM json_array_elements(%s::json) AS r) AS v
+WHERE u.id = v.id AND u.fence = v.fence AND u.state = 'running'
+RETURNING u.id;
+
+-- name: unit_failed
+UPDATE units
+SET state = %(state)s, finished_at = %(finished_at)s, duration = %(duration)s,
+    started_at = %(started_at)s, lease_owner = NULL, lease_expires = NULL,
+    not_before = %(not_before)s,
+    ready_at = CASE WHEN %(state)s::text = 'ready'
+                    THEN coalesce(%(not_before)s::float8, %(finished_at)s::float8) END,
+    error_type = %(error_type)s,
+    error_message = %(error_message)s, traceback = %(traceback)s,
+    error_signature = %(signature)s
+WHERE id = %(id)s AND fence = %(fence)s AND state = 'running';
+
+-- name: insert_attempt
+INSERT INTO attempts (unit_id, attempt, started_at, duration, error_type, error_message,
+                      traceback, decision, retry_at)
+VALUES (%(id)s, %(attempt)s, %(started_at)s, %(duration)s, %(error_type)s, %(error_message)s,
+        %(traceback)s, %(decision)s, %(retry_at)s)
+ON CONFLICT (unit_id, attempt) DO UPDATE
+SET started_at = excluded.started_at, duration = excluded.duration,
+    error_type = excluded.error_type, error_message = excluded.error_message,
+    traceback = excluded.traceback, decision = excluded.decision, retry_at = excluded.retry_at;
+
+-- name: promote
+-- batch: (run id, item index, step, how many of its upstream units just finished, now)
+UPDATE units u
+SET waiting = u.waiting - v.n, state = CASE WHEN u.waiting <= v.n THEN 'ready' ELSE u.state END,
+    ready_at = CASE WHEN u.waiting <= v.n THEN v.now ELSE u.ready_at END
+FROM (SELECT r->>0 AS run_id, (r->>1)::bigint AS item_idx, r->>2 AS step,
+             (r->>3)::integer AS n, (r->>4)::float8 AS now
+      FROM json_array_elements(%s::json) AS r) AS v
+WHERE u.run_id = v.run_id AND u.item_idx = v.item_idx AND u.step = v.step
+  AND u.state = 'pending';
+
+-- name: skip
+UPDATE units
+SET state = 'skipped', finished_at = %(now)s, error_type = 'Skipped',
+    error_message = %(message)s
+WHERE run_id = %(run_id)s AND item_idx = %(item_idx)s AND state IN ('pending', 'ready')
+  AND step = ANY(%(steps)s::text[]);
+
+-- name: requeue
+UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+WHERE id = %s AND fence = %s AND state = 'running';
+
+-- name: release_running
+UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+WHERE run_id = %(run_id)s AND state = 'running' AND lease_owner = %(owner)s;
+
+-- name: get_run
+SELECT id, pipeline, pipeline_file, source, state, steps, created_at, finished_at, message,
+       options, coordinator, heartbeat_at, planned, signature
+FROM runs WHERE id = %(id)s;
+
+-- name: latest_run
+SELECT id FROM runs ORDER BY created_at DESC LIMIT 1;
+
+-- name: find_runs
+SELECT id FROM runs WHERE id LIKE %(prefix)s || '%%' ORDER BY created_at DESC LIMIT 2;
+
+-- name: list_runs
+SELECT id, pipeline, pipeline_file, source, state, steps, created_at, finished_at, message,
+       options, coordinator, heartbeat_at, planned, signature
+FROM runs ORDER BY created_at DESC LIMIT %(limit)s;
+
+-- name: state_counts
+SELECT step, state, count(*) FROM units WHERE run_id = %(run_id)s GROUP BY step, state;
+
+-- name: step_timing
+SELECT count(duration), min(started_at), max(finished_at) FROM units
+WHERE run_id = %(run_id)s AND step = %(step)s AND state = 'done';
+
+-- name: step_duration_at
+SELECT duration FROM units
+WHERE run_id = %(run_id)s AND step = %(step)s AND state = 'done'
+ORDER BY duration LIMIT 1 OFFSET %(offset)s;
+
+-- name: unfinished_count
+SELECT count(*) FROM units
+WHERE run_id = %(run_id)s AND state IN ('pending', 'ready', 'running');
+
+-- name: next_not_before
+SELECT min(coalesce(not_before, 0)) FROM units WHERE run_id = %(run_id)s AND state = 'ready';
+
+-- name: failures
+SELECT i.item_id, u.step, u.state, u.attempts, u.error_type, u.error_message, u.traceback
+FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
+WHERE u.run_id = %(run_id)s AND u.state = 'dead'
+ORDER BY u.id LIMIT %(limit)s;
+
+-- name: export_page
+SELECT i.idx, i.item_id, u.step, u.state, r.value
+FROM items i
+JOIN units u ON u.run_id = i.run_id AND u.item_idx = i.idx
+LEFT JOIN results r ON r.key = u.key AND u.state IN ('done', 'cached')
+WHERE i.run_id = %(run_id)s AND i.idx > %(after)s AND i.idx <= %(after)s + %(page)s
+  AND i.idx = (SELECT max(v.idx) FROM items v WHERE v.run_id = i.run_id AND v.item_id = i.item_id)
+ORDER BY i.idx;
+
+-- name: max_item_idx
+SELECT max(idx) FROM items WHERE run_id = %(run_id)s;
+
+-- name: dead_units
+-- A negative limit means no limit, as in SQLite.
+SELECT u.id, i.item_id, u.item_idx, u.step, u.attempts, u.error_type, u.error_message,
+       u.error_signature, u.finished_at
+FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
+WHERE u.run_id = %(run_id)s AND u.state = 'dead'
+  AND (%(step)s::text IS NULL OR u.step = %(step)s)
+  AND (%(signature)s::text IS NULL OR u.error_signature LIKE %(signature)s || '%%')
+ORDER BY u.id
+LIMIT CASE WHEN %(limit)s::bigint < 0 THEN NULL ELSE %(limit)s::bigint END;
+
+-- name: unit_detail
+SELECT u.id, u.run_id, i.item_id, i.kind, i.payload, u.step, u.state, u.attempts, u.key,
+       u.error_type, u.error_message, u.traceback, u.error_signature, u.started_at,
+       u.finished_at, u.duration
+FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
+WHERE u.id = %(id)s;
+
+-- name: unit_attempts
+SELECT attempt, started_at, duration, error_type, error_message, decision, retry_at
+FROM attempts WHERE unit_id = %(id)s ORDER BY attempt;
+
+-- name: error_groups
+SELECT u.error_signature, u.step, u.error_type, count(*), min(u.finished_at),
+       max(u.finished_at), min(u.error_message)
+FROM units u
+WHERE u.run_id = %(run_id)s AND u.state = 'dead'
+GROUP BY u.error_signature, u.step, u.error_type
+ORDER BY count(*) DESC, u.step LIMIT %(limit)s;
+
+-- name: error_samples
+SELECT i.item_id FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
+WHERE u.run_id = %(run_id)s AND u.state = 'dead' AND u.error_signature = %(signature)s
+ORDER BY u.id LIMIT %(limit)s;
+
+-- name: units_of_items
+SELECT u.id, u.item_idx, u.step, u.state, u.key, i.key
+FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
+WHERE u.run_id = %(run_id)s AND u.item_idx = ANY(%(idxs)s::bigint[]);
+
+-- name: reset_unit
+-- batch: (state, waiting, key, unit id, run id, ready at)
+UPDATE units u
+SET state = v.state, ready_at = v.ready_at, waiting = v.waiting, key = v.key, attempts = 0,
+    fence = u.fence + 1,
+    lease_owner = NULL, lease_expires = NULL, not_before = NULL, started_at = NULL,
+    finished_at = NULL, duration = NULL, error_type = NULL, error_message = NULL,
+    traceback = NULL, error_signature = NULL
+FROM (SELECT r->>0 AS state, (r->>1)::integer AS waiting, r->>2 AS key,
+             (r->>3)::bigint AS id, r->>4 AS run_id, (r->>5)::float8 AS ready_at
+      FROM json_array_elements(%s::json) AS r) AS v
+WHERE u.id = v.id AND u.run_id = v.run_id;
+
+-- name: set_signature
+UPDATE runs SET signature = %(signature)s WHERE id = %(id)s;
+
+-- name: item_units
+SELECT u.step, u.state, r.value, u.error_type, u.error_message
+FROM items i
+JOIN units u ON u.run_id = i.run_id AND u.item_idx = i.idx
+LEFT JOIN results r ON r.key = u.key AND u.state IN ('done', 'cached')
+WHERE i.run_id = %(run_id)s AND i.item_id = %(item_id)s
+ORDER BY i.idx DESC, u.id;
+
+-- name: unfinished_items
+SELECT count(DISTINCT item_idx) FROM units
+WHERE run_id = %(run_id)s AND state IN ('pending', 'ready', 'running');
+
+-- name: latest_run_with_item
+SELECT r.id FROM runs r
+WHERE r.pipeline = %(pipeline)s AND r.source = %(source)s
+  AND EXISTS (SELECT 1 FROM items i WHERE i.run_id = r.id AND i.item_id = %(item_id)s)
+ORDER BY r.created_at DESC LIMIT 1;
+
+-- name: unfinished_runs
+SELECT id FROM runs
+WHERE pipeline = %(pipeline)s AND source = %(source)s AND state IN ('running', 'interrupted', 'failed')
+ORDER BY created_at;
+
+-- name: unfinished_item_rows
+SELECT i.item_id, i.kind, i.key, i.payload, i.error FROM items i
+WHERE i.run_id = %(run_id)s AND EXISTS (
+    SELECT 1 FROM units u WHERE u.run_id = i.run_id AND u.item_idx = i.idx
+      AND u.state IN ('pending', 'ready', 'running'))
+ORDER BY i.idx;
+
+-- name: supersede_units
+UPDATE units SET state = 'skipped', lease_owner = NULL, lease_expires = NULL,
+       error_type = 'Superseded',
+       error_message = %(message)s
+WHERE run_id = %(run_id)s AND state IN ('pending', 'ready', 'running');
+
+-- name: metrics_units
+SELECT step, state, count(*) FROM units WHERE run_id = %(run_id)s GROUP BY step, state;
+
+-- name: metrics_durations
+-- Finished units per step by duration bucket: the bounds are the buckets' upper bounds; a unit
+-- is in the first bucket that holds it (the last index: above them all).
+SELECT step, bucket, count(*), sum(duration)
+FROM (SELECT step, duration,
+             (SELECT count(*) FROM unnest(%(bounds)s::float8[]) AS b
+              WHERE b < u.duration) AS bucket
+      FROM units u
+      WHERE run_id = %(run_id)s AND state = 'done' AND duration IS NOT NULL) AS t
+GROUP BY step, bucket;
+
+-- name: metrics_retries
+SELECT u.step, count(*) FROM attempts a JOIN units u ON u.id = a.unit_id
+WHERE u.run_id = %(run_id)s AND a.decision LIKE 'retry%%'
+GROUP BY u.step;
+
+-- name: metrics_run
+SELECT (SELECT count(*) FROM items WHERE run_id = %(run_id)s),
+       (SELECT min(ready_at) FROM units WHERE run_id = %(run_id)s AND state = 'ready');
+
+-- name: alarm_window
+SELECT
+  (SELECT count(*) FROM units WHERE run_id = %(run_id)s AND state = 'done'
+     AND finished_at >= %(since)s AND (%(step)s::text IS NULL OR step = %(step)s)),
+  (SELECT count(*) FROM attempts a JOIN units u ON u.id = a.unit_id
+   WHERE u.run_id = %(run_id)s AND a.started_at >= %(since)s
+     AND (%(step)s::text IS NULL OR u.step = %(step)s)),
+  (SELECT count(*) FROM units WHERE run_id = %(run_id)s AND state IN ('ready', 'running')
+     AND (%(step)s::text IS NULL OR step = %(step)s)),
+  (SELECT min(ready_at) FROM units WHERE run_id = %(run_id)s AND state = 'ready'
+     AND (%(step)s::text IS NULL OR step = %(step)s));
+
+-- name: alarm_duration_at
+SELECT duration FROM units
+WHERE run_id = %(run_id)s AND state = 'done' AND finished_at >= %(since)s
+  AND duration IS NOT NULL
+  AND (%(step)s::text IS NULL OR step = %(step)s)
+ORDER BY duration LIMIT 1 OFFSET %(offset)s;
+
+-- name: set_alarm
+INSERT INTO alarms (run_id, name, state, value, threshold, message, changed_at)
+VALUES (%(run_id)s, %(name)s, %(state)s, %(value)s, %(threshold)s, %(message)s, %(changed_at)s)
+ON CONFLICT (run_id, name) DO UPDATE
+SET state = excluded.state, value = excluded.value, threshold = excluded.threshold,
+    message = excluded.message, changed_at = excluded.changed_at;
+
+-- name: alarms
+SELECT name, state, value, threshold, message, changed_at FROM alarms
+WHERE run_id = %(run_id)s ORDER BY changed_at DESC, name;
