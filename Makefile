@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data/licenses
 
-.PHONY: example test lint bench bench-peers bench-http clean
+.PHONY: example test lint bench bench-peers bench-http bench-observability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench-peers: $(BIN)/python
 bench-http: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	$(BIN)/python bench/http_api.py $(ARGS)
+
+# Metrics and alarms on against off, on the no-op workload.
+bench-observability: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/observability.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .conveyor data build src/*.egg-info
