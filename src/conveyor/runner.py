@@ -127,7 +127,7 @@ def run_pipeline(
     if workers is not None and workers < 0:
         raise UsageError(f"--workers {workers}: must be 0 (run inline) or more")
     check_executor(executor, ray_address, workers)
-    lease_seconds = _lease(lease)
+    lease_seconds = parse_lease(lease)
     items, description = _items(source, id_field, tuple(group_by), buckets)
     notifiers = _notifiers(pipeline, notify, notify_format)
     ledger = store if isinstance(store, Store) else open_store(store)
@@ -206,8 +206,9 @@ def check_executor(executor: str, ray_address: str | None, workers: int | None) 
         raise UsageError(f"--ray-address {ray_address!r} needs --executor ray")
 
 
-def _lease(value: str | float | None) -> float:
-    """The visibility timeout in seconds (``--lease``), at least a few heartbeats long."""
+def parse_lease(value: str | float | None) -> float:
+    """The visibility timeout in seconds (``--lease``, default 5 minutes), at least a few
+    heartbeats long."""
     if value is None:
         return LEASE_SECONDS
     try:
@@ -324,7 +325,7 @@ def redrive_run(
     observer = _with_notifications(observer, pipeline, ledger, _notifiers(pipeline, (), "json"))
     return _execute(
         pipeline, ledger, run.id, steps, plan, workers, observer, owner, coordinator, started,
-        close=not isinstance(store, Store), lease=_lease(run.options.get("lease")),
+        close=not isinstance(store, Store), lease=parse_lease(run.options.get("lease")),
         executor=run.options.get("executor") or "local", ray_address=run.options.get("ray_address"),
     )  # fmt: skip
 
@@ -477,7 +478,7 @@ def coordinator_alive(run: RunInfo) -> bool:
     host (or, on another host, it renewed its heartbeat within a lease)."""
     if not run.coordinator or run.heartbeat_at is None:
         return False
-    if time.time() - run.heartbeat_at > _lease(run.options.get("lease")):
+    if time.time() - run.heartbeat_at > parse_lease(run.options.get("lease")):
         return False
     host, pid, _ = run.coordinator.split(":", 2)
     if host != socket.gethostname():
