@@ -67,6 +67,7 @@ class PostgresServer:
         self.url = url
         self._admin = psycopg.connect(url, autocommit=True, connect_timeout=5)
         self._names = (f"conveyor_test_{os.getpid()}_{uuid.uuid4().hex[:8]}_{i}" for i in count())
+        self._drop_orphans()
         self._template = self._create("template0")
         from conveyor.store.postgres import PostgresStore
 
@@ -93,6 +94,21 @@ class PostgresServer:
         """Drop the template and disconnect."""
         self.drop(self.url_of(self._template))
         self._admin.close()
+
+    def _drop_orphans(self) -> None:
+        """Drop the databases of test sessions that were killed before they could (their
+        names carry the pid of a process that is gone)."""
+        rows = self._admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'conveyor\\_test\\_%'"
+        )
+        for (name,) in rows.fetchall():
+            pid = int(name.split("_")[2])
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                self.drop(self.url_of(name))
+            except PermissionError:
+                pass  # alive, someone else's
 
     def _create(self, template: str) -> str:
         from psycopg import sql
