@@ -97,18 +97,25 @@ class PostgresServer:
 
     def _drop_orphans(self) -> None:
         """Drop the databases of test sessions that were killed before they could (their
-        names carry the pid of a process that is gone)."""
+        names carry the pid of a process that is gone, and nobody is connected to them)."""
+        import psycopg
+        from psycopg import sql
+
         rows = self._admin.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE 'conveyor\\_test\\_%'"
         )
         for (name,) in rows.fetchall():
-            pid = int(name.split("_")[2])
             try:
-                os.kill(pid, 0)
+                os.kill(int(name.split("_")[2]), 0)
+                continue  # its session is still running
             except ProcessLookupError:
-                self.drop(self.url_of(name))
-            except PermissionError:
-                pass  # alive, someone else's
+                pass
+            except (PermissionError, ValueError):
+                continue  # alive, or not a name this fixture made
+            try:
+                self._admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.errors.ObjectInUse:
+                pass  # someone is using it after all
 
     def _create(self, template: str) -> str:
         from psycopg import sql
