@@ -83,6 +83,7 @@ class PostgresServer:
         self.url = url
         self._admin = psycopg.connect(url, autocommit=True, connect_timeout=5)
         self._names = (f"conveyor_test_{os.getpid()}_{uuid.uuid4().hex[:8]}_{i}" for i in count())
+        self._drop_orphans()
         self._template = self._create("template0")
         from conveyor.store.postgres import PostgresStore
 
@@ -109,6 +110,28 @@ class PostgresServer:
         """Drop the template and disconnect."""
         self.drop(self.url_of(self._template))
         self._admin.close()
+
+    def _drop_orphans(self) -> None:
+        """Drop the databases of test sessions that were killed before they could (their
+        names carry the pid of a process that is gone, and nobody is connected to them)."""
+        import psycopg
+        from psycopg import sql
+
+        rows = self._admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'conveyor\\_test\\_%'"
+        )
+        for (name,) in rows.fetchall():
+            try:
+                os.kill(int(name.split("_")[2]), 0)
+                continue  # its session is still running
+            except ProcessLookupError:
+                pass
+            except (PermissionError, ValueError):
+                continue  # alive, or not a name this fixture made
+            try:
+                self._admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.errors.ObjectInUse:
+                pass  # someone is using it after all
 
     def _create(self, template: str) -> str:
         from psycopg import sql

@@ -53,9 +53,13 @@ def work(store: Store, owner: str, claimed: list[Claim], stale: list[int]) -> No
         stale.append(store.commit("r1", done, []))
 
 
-def test_coordinators_claiming_at_once_never_get_the_same_unit(postgres_url: str) -> None:
+@pytest.mark.parametrize("connections", [4, 1], ids=["four-connections", "one-shared-store"])
+def test_coordinators_claiming_at_once_never_get_the_same_unit(
+    postgres_url: str, connections: int
+) -> None:
     items = 300
-    stores = [open_store(postgres_url) for _ in range(4)]
+    opened = [open_store(postgres_url) for _ in range(connections)]
+    stores = [opened[n % connections] for n in range(4)]  # one store may serve several threads
     diamond_run(stores[0], items)
     claimed: list[list[Claim]] = [[] for _ in stores]
     stale: list[int] = []
@@ -75,7 +79,7 @@ def test_coordinators_claiming_at_once_never_get_the_same_unit(postgres_url: str
     assert stores[0].unfinished("r1") == 0
     stats = {s.step: s.counts for s in stores[0].step_stats("r1", ["a", "b", "c"])}
     assert stats == {"a": {"done": items}, "b": {"done": items}, "c": {"done": items}}
-    for store in stores:
+    for store in opened:
         store.close()
 
 

@@ -9,7 +9,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
@@ -108,9 +108,6 @@ class PostgresStore(RelationalStore):
     def _write(self) -> Iterator[None]:
         with self._lock, self._conn.transaction():
             yield
-
-    def _list(self, values: Iterable[Any]) -> list[Any]:
-        return list(values)
 
     def _mark_done(self, done: Sequence[Done], now: float) -> Sequence[Done]:
         if not done:

@@ -1,7 +1,7 @@
 """What the SQL ledgers share: every :class:`~conveyor.store.base.Store` method as named
 queries (``sql/<dialect>/queries.sql``) around one connection. A dialect supplies the
-connection and its transactions, how a list travels as one parameter, how a batch of rows is
-written, and how a batch of units is marked done under its fences."""
+connection and its transactions, how a batch of rows is written, and how a batch of units is
+marked done under their fences."""
 
 from __future__ import annotations
 
@@ -69,9 +69,11 @@ class RelationalStore(Store):
     def _write(self) -> AbstractContextManager[None]:
         """A write transaction: committed at the end of the block, rolled back on an error."""
 
-    @abc.abstractmethod
-    def _list(self, values: Iterable[Any]) -> Any:
-        """``values`` as the one parameter a query reads a list from."""
+    @staticmethod
+    def _list(values: Iterable[Any]) -> str:
+        """``values`` as the one parameter a query reads a list from: a JSON array (SQLite
+        reads it with json_each, PostgreSQL with json_array_elements_text)."""
+        return json.dumps(list(values))
 
     @abc.abstractmethod
     def _mark_done(self, done: Sequence[Done], now: float) -> Sequence[Done]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +71,6 @@ class SQLiteStore(RelationalStore):
 
     def _write(self) -> _Transaction:
         return _Transaction(self._db)
-
-    def _list(self, values: Iterable[Any]) -> str:
-        # Lists travel as one JSON array, read in SQL with json_each.
-        return json.dumps(list(values))
 
     def _mark_done(self, done: Sequence[Done], now: float) -> Sequence[Done]:
         if not done:
