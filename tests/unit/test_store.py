@@ -383,6 +383,54 @@ def test_a_lease_not_renewed_expires_and_another_coordinator_takes_the_unit(
 # -- the SQL ---------------------------------------------------------------------------------------
 
 
+def test_metrics_aggregate_units_durations_retries_and_queue_age(ledger: Store) -> None:
+    before = time.time()
+    new_run(ledger)
+    claims = ledger.claim("r1", ["a"], 3, owner="me", lease=60)
+    error = ErrorInfo("E", "m", "")
+    retried = Outcome(claims[2].unit_id, claims[2].fence, None, error, time.time(), 0.5)
+    ledger.commit(
+        "r1",
+        [(c, Outcome(c.unit_id, c.fence, b"v", None, 1.0, d), ("b",))
+         for c, d in zip(claims[:2], (0.003, 2.0), strict=True)],
+        [(claims[2], retried, UnitState.READY, None, (), "retry in 0s")],
+    )  # fmt: skip
+    found = ledger.ledger_metrics("r1", (0.01, 1.0))
+    assert found.units == {("a", "done"): 2, ("a", "ready"): 1, ("b", "ready"): 2,
+                           ("b", "pending"): 1}  # fmt: skip
+    assert found.durations == {"a": ([1, 1, 2], 2.003)}
+    assert found.retries == {"a": 1} and found.items == 3
+    assert found.oldest_ready_at is not None and before <= found.oldest_ready_at <= time.time()
+    window = ledger.alarm_window("r1", 60)
+    assert (window.done, window.failed, window.waiting) == (2, 1, 3)
+    assert window.p95 == 2.0 and window.oldest_ready_age is not None
+    assert ledger.alarm_window("r1", 60, step="b").done == 0
+
+
+def test_alarm_states_are_recorded_and_replaced(ledger: Store) -> None:
+    new_run(ledger)
+    ledger.set_alarm("r1", "failing", "firing", 0.4, 0.1, "failed attempts is 40.0%")
+    ledger.set_alarm("r1", "failing", "resolved", 0.0, 0.1, "back to 0.0%")
+    [alarm] = ledger.alarms("r1")
+    assert (alarm["name"], alarm["state"], alarm["value"]) == ("failing", "resolved", 0.0)
+    assert ledger.alarms("nope") == []
+
+
+def test_unfinished_items_of_a_stream_carry_over_and_the_old_run_ends(ledger: Store) -> None:
+    new_run(ledger, items=2)
+    [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    ledger.commit("r1", [(claim, ok(claim.unit_id, claim.fence), ("b",))], [])
+    assert ledger.unfinished_runs("p", "test") == ["r1"]
+    rows = ledger.unfinished_item_rows("r1")
+    assert [(r[0], r[2], r[3]) for r in rows] == [("item0", "k0", b"x"), ("item1", "k1", b"x")]
+    assert ledger.latest_run_with_item("p", "test", "item1") == "r1"
+    assert ledger.latest_run_with_item("p", "test", "nope") is None
+    ledger.supersede("r1", "continued in r2")
+    assert ledger.unfinished("r1") == 0 and ledger.unfinished_runs("p", "test") == []
+    run = ledger.get_run("r1")
+    assert (run.state, run.message) == (RunState.COMPLETED_WITH_ERRORS, "continued in r2")
+
+
 def test_every_named_query_is_valid_sql(store_location: str, peek: Peek) -> None:
     open_store(store_location).close()
     if dialect(store_location) == "sqlite":

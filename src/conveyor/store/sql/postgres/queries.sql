@@ -340,8 +340,8 @@ SELECT step, state, count(*) FROM units WHERE run_id = %(run_id)s GROUP BY step,
 -- is in the first bucket that holds it (the last index: above them all).
 SELECT step, bucket, count(*), sum(duration)
 FROM (SELECT step, duration,
-             (SELECT count(*) FROM unnest(%(bounds)s::float8[]) AS b
-              WHERE b < u.duration) AS bucket
+             (SELECT count(*) FROM json_array_elements_text(%(bounds)s::json) AS b
+              WHERE b::float8 < u.duration) AS bucket
       FROM units u
       WHERE run_id = %(run_id)s AND state = 'done' AND duration IS NOT NULL) AS t
 GROUP BY step, bucket;
