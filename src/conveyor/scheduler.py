@@ -402,11 +402,18 @@ class Scheduler:
         self._mean[step] = duration if mean is None else 0.8 * mean + 0.2 * duration
 
     def _sleep_until_retry(self) -> None:
-        retry_at = self.store.next_retry_time(self.run_id)
-        if retry_at is None:
-            # Unfinished units that nobody can run: not ready and no retry pending.
+        """Nothing to claim, nothing in flight: wait for a retry to come due, or for another
+        coordinator sharing the run to finish (or lose) the units it holds."""
+        due = self.store.next_retry_time(self.run_id)
+        if due is None:
+            due = self.store.next_lease_expiry(self.run_id)
+            if due is not None:
+                due = min(due, time.time() + 0.2)  # its results promote units any moment
+        if due is None:
+            # Unfinished units that nobody can run: none ready, none running anywhere.
             raise StoreError(
                 f"run {self.run_id} has unfinished units that can never become ready; "
                 f"the ledger is inconsistent"
             )
-        time.sleep(min(1.0, max(0.0, retry_at - time.time())))
+        time.sleep(min(1.0, max(0.0, due - time.time())))
+        self._beat()  # takes back the units of a coordinator whose leases expired

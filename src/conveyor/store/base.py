@@ -146,6 +146,10 @@ class Store(abc.ABC):
         no unit is ready)."""
 
     @abc.abstractmethod
+    def next_lease_expiry(self, run_id: str) -> float | None:
+        """When the first lease on a running unit of the run expires (None if none runs)."""
+
+    @abc.abstractmethod
     def unfinished_items(self, run_id: str) -> int:
         """How many items of the run still have units to finish."""
 

@@ -331,6 +331,10 @@ class RelationalStore(Store):
         row = self._execute("next_not_before", {"run_id": run_id}).fetchone()
         return None if row[0] is None else float(row[0])
 
+    def next_lease_expiry(self, run_id: str) -> float | None:
+        row = self._execute("next_lease_expiry", {"run_id": run_id}).fetchone()
+        return None if row[0] is None else float(row[0])
+
     def unfinished_items(self, run_id: str) -> int:
         return int(self._execute("unfinished_items", {"run_id": run_id}).fetchone()[0])
 

@@ -171,6 +171,9 @@ SELECT count(*) FROM units WHERE run_id = :run_id AND state IN ('pending', 'read
 -- name: next_not_before
 SELECT min(coalesce(not_before, 0)) FROM units WHERE run_id = :run_id AND state = 'ready';
 
+-- name: next_lease_expiry
+SELECT min(lease_expires) FROM units WHERE run_id = :run_id AND state = 'running';
+
 -- name: failures
 SELECT i.item_id, u.step, u.state, u.attempts, u.error_type, u.error_message, u.traceback
 FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
