@@ -146,6 +146,8 @@ def run_pipeline(
         _check_resumable(run, pipeline.name, signature)
         ledger.adopt_run(run.id, coordinator)
         run_id, planned, adopted = run.id, run.planned, True
+        if lease is None:  # a continued run keeps the visibility timeout it was started with
+            lease_seconds = parse_lease(run.options.get("lease"))
     else:
         run_id = new_run_id()
         ledger.create_run(
