@@ -299,3 +299,34 @@ def main(
         args.json.write_text(json.dumps(results.to_json(), indent=2, default=str) + "\n")
         say(f"wrote {args.json}")
     return 1 if any("error" in section for section in results.sections.values()) else 0
+
+
+def metric_main(
+    argv: Sequence[str] | None,
+    *,
+    doc: str | None,
+    name: str,
+    title: str,
+    sections: Mapping[str, Callable[[ConfigT, Scratch, Results[ConfigT, MetricRow]], None]],
+    make_config: Callable[[bool], ConfigT],
+    scratch_prefix: str,
+) -> int:
+    """:func:`main` for a benchmark whose summary lines are :class:`MetricRow`: a failed
+    section is a MISS line, and the table is titled ``title`` (marked when sizes are quick)."""
+
+    def table(results: Results[ConfigT, MetricRow]) -> Table:
+        quick = " - QUICK sizes" if getattr(results.config, "quick", False) else ""
+        return metric_table(title + quick, results.rows)
+
+    return main(
+        argv,
+        doc=doc,
+        name=name,
+        sections=sections,
+        make_config=make_config,
+        failed_row=lambda section, error: MetricRow(
+            section, "section failed", "error", error, "", False
+        ),
+        table=table,
+        scratch_prefix=scratch_prefix,
+    )

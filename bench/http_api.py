@@ -72,7 +72,6 @@ import _common
 import _http_bare
 from _common import Scratch, load_note, median, say
 from rich.markup import escape
-from rich.table import Table
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -856,22 +855,15 @@ SECTIONS: dict[str, Callable[[Config, Scratch, Results], None]] = {
 }
 
 
-def summary_table(results: Results) -> Table:
-    """The final table: one line per metric with its target and verdict."""
-    quick = " - QUICK sizes" if results.config.quick else ""
-    return _common.metric_table("Conveyor HTTP benchmark" + quick, results.rows)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every section, print the summary table, write ``--json``; returns the exit status."""
-    return _common.main(
+    return _common.metric_main(
         argv,
         doc=__doc__,
         name="HTTP benchmark",
+        title="Conveyor HTTP benchmark",
         sections=SECTIONS,
         make_config=Config.make,
-        failed_row=lambda name, error: Row(name, "section failed", "error", error, "", False),
-        table=summary_table,
         scratch_prefix="conveyor-http-",
     )
 

@@ -31,7 +31,6 @@ from typing import Any
 import _common
 from _common import MetricRow, Results, Scratch, load_note, median, say, timed
 from prometheus_client.parser import text_string_to_metric_families
-from rich.table import Table
 
 import conveyor as cv
 from conveyor.alarms import rules
@@ -48,12 +47,13 @@ class Config:
 
     units: int
     reps: int
+    quick: bool
     scrape_every: float = 0.2
 
     @classmethod
     def make(cls, quick: bool) -> Config:
         """Full or ``--quick`` sizes."""
-        return cls(units=4_000, reps=2) if quick else cls(units=20_000, reps=5)
+        return cls(units=4_000, reps=2, quick=True) if quick else cls(20_000, 5, quick=False)
 
 
 def noop(item: Any) -> None:
@@ -153,21 +153,15 @@ def bench_overhead(cfg: Config, scratch: Scratch, results: Results[Config, Row])
         )
 
 
-def summary_table(results: Results[Config, Row]) -> Table:
-    """The final table."""
-    return _common.metric_table("observability overhead", results.rows)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; returns the exit status."""
-    return _common.main(
+    """Run every section, print the summary table, write ``--json``; returns the exit status."""
+    return _common.metric_main(
         argv,
         doc=__doc__,
         name="observability benchmark",
+        title="Conveyor observability benchmark",
         sections={"overhead": bench_overhead},
         make_config=Config.make,
-        failed_row=lambda name, error: Row(name, "section failed", "error", error, "", False),
-        table=summary_table,
         scratch_prefix="conveyor-bench-obs-",
     )
 

@@ -41,7 +41,6 @@ from typing import Any
 
 import _common
 from _common import Scratch, calibrate, load_note, median, say, spin
-from rich.table import Table
 
 import conveyor as cv
 from conveyor.stream import POLL_SECONDS
@@ -453,22 +452,15 @@ SECTIONS: dict[str, Callable[[Config, Scratch, Results], None]] = {
 }
 
 
-def summary_table(results: Results) -> Table:
-    """The final table: one line per metric with its target and verdict."""
-    quick = " - QUICK sizes" if results.config.quick else ""
-    return _common.metric_table("Conveyor stream-latency benchmark" + quick, results.rows)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every section, print the summary table, write ``--json``; returns the exit status."""
-    return _common.main(
+    return _common.metric_main(
         argv,
         doc=__doc__,
         name="stream-latency benchmark",
+        title="Conveyor stream-latency benchmark",
         sections=SECTIONS,
         make_config=Config.make,
-        failed_row=lambda name, error: Row(name, "section failed", "error", error, "", False),
-        table=summary_table,
         scratch_prefix="conveyor-stream-",
     )
 
