@@ -87,13 +87,7 @@ def join_run(
             ledger, run.id, graph, steps, lanes, tally, owner=owner,
             coordinator=coordinator_id(owner), lease=parse_lease(run.options.get("lease")),
         )  # fmt: skip
-        try:
-            for lane in lanes:
-                lane.start()
-            scheduler.run()
-        finally:
-            for lane in lanes:
-                lane.shutdown()
+        scheduler.run_with_executors()
         ended = False
         latest = ledger.get_run(run.id)
         if latest.state is RunState.RUNNING and not coordinator_alive(latest):

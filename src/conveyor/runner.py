@@ -379,12 +379,8 @@ def _execute(
                                run_id=lambda: run_id, live=lambda: scheduler.live,
                                notifiers=notifiers).start()  # fmt: skip
         try:
-            for lane in lanes:
-                lane.start()
-            scheduler.run()
+            scheduler.run_with_executors()
         finally:
-            for lane in lanes:
-                lane.shutdown()
             if metrics is not None:
                 metrics.close()
             if watch is not None:

@@ -168,6 +168,17 @@ class Scheduler:
             self.store.release(self.run_id, self.owner)
             raise
 
+    def run_with_executors(self) -> bool:
+        """Start the executors, :meth:`run` to the end, and shut the executors down whatever
+        happens."""
+        try:
+            for lane in self._lanes:
+                lane.executor.start()
+            return self.run()
+        finally:
+            for lane in self._lanes:
+                lane.executor.shutdown()
+
     def _beat(self) -> None:
         """Every few seconds: show this coordinator alive, keep its leases, and take back units
         whose holder stopped renewing theirs."""

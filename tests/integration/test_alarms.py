@@ -7,11 +7,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_notify import Receiver
+from webhooks import Receiver
 
 PIPELINE = """
 import time
@@ -35,14 +34,6 @@ alarms:
     min_units: 4
     every: 100ms
 """
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 @pytest.mark.slow

@@ -2,62 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from webhooks import Receiver
 
 import conveyor as cv
 from conveyor.errors import DefinitionError, UsageError
 from conveyor.notify import WebhookNotifier, slack_body
 from conveyor.runner import run_pipeline
-
-
-class Receiver:
-    """A webhook receiver that records JSON bodies and can fail the first requests."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.requests = 0
-        self.fail_first = fail_first
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                body = json.loads(self.rfile.read(length))
-                receiver.requests += 1
-                if receiver.requests <= receiver.fail_first:
-                    self.send_response(500)
-                else:
-                    receiver.bodies.append(body)
-                    self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[str]:
-        return [b.get("event", "") for b in self.bodies]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
-
 
 pipe = cv.Pipeline("notified")
 
