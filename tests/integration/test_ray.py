@@ -17,27 +17,6 @@ import conveyor as cv
 
 pytestmark = pytest.mark.slow
 
-# An object of a module that exists only in this process: Ray workers cannot unpickle it.
-_here_only = types.ModuleType("conveyor_test_here_only")
-sys.modules[_here_only.__name__] = _here_only
-
-
-class _Marker:
-    pass
-
-
-_Marker.__module__ = _here_only.__name__
-_here_only._Marker = _Marker  # type: ignore[attr-defined]
-MARKER = _Marker()
-
-unloadable = cv.Pipeline("unloadable")
-
-
-@unloadable.step
-def needs_marker(item: cv.Item) -> bool:
-    return MARKER is not None
-
-
 plain = cv.Pipeline("plain")
 
 
@@ -55,6 +34,19 @@ def test_a_run_leaves_the_ray_it_was_given_connected(ray_session: Any, store_pat
 def test_workers_that_cannot_load_the_pipeline_fail_the_run_with_one_clear_error(
     ray_session: Any, store_path: Path
 ) -> None:
+    # An object of a module that exists only in this process, made at run time (the pipeline
+    # file's source, which workers run first, does not make it): workers cannot unpickle it.
+    here_only = types.ModuleType("conveyor_test_here_only")
+    sys.modules[here_only.__name__] = here_only
+    marker_class = type("Marker", (), {"__module__": here_only.__name__})
+    here_only.Marker = marker_class  # type: ignore[attr-defined]
+    marker = marker_class()
+    unloadable = cv.Pipeline("unloadable")
+
+    @unloadable.step
+    def needs_marker(item: cv.Item) -> bool:
+        return marker is not None
+
     with pytest.raises(cv.ConveyorError) as excinfo:
         unloadable.run([{"value": 1}], store=store_path, executor="ray")
     assert str(excinfo.value) == (
@@ -103,3 +95,32 @@ def test_a_local_ray_started_for_a_run_is_shut_down_after_it(tmp_path: Path) -> 
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "initialized False children []"
+
+
+CACHED_HELPER = """
+import functools
+import conveyor as cv
+
+pipe = cv.Pipeline("cached-helper")
+
+@functools.cache
+def vocabulary() -> frozenset[str]:
+    return frozenset({"alpha", "beta"})
+
+@pipe.step
+def known(item: cv.Item) -> bool:
+    return item["word"] in vocabulary()
+"""
+
+
+def test_a_pipeline_file_with_a_cached_helper_runs_on_ray(
+    ray_session: Any, tmp_path: Path, store_path: Path
+) -> None:
+    # cloudpickle ships a functools.cache helper by reference; the workers run the pipeline
+    # file's source first, so the reference resolves there too.
+    from conveyor.loader import load_pipeline
+
+    (tmp_path / "cached.py").write_text(CACHED_HELPER)
+    pipe, _ = load_pipeline(str(tmp_path / "cached.py"))
+    report = pipe.run([{"word": "alpha"}, {"word": "gamma"}], store=store_path, executor="ray")
+    assert report.state is cv.RunState.COMPLETED

@@ -23,11 +23,13 @@ import sys
 import sysconfig
 import threading
 import time
+import types
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from conveyor.dag import Graph, StepNode
@@ -156,8 +158,11 @@ class RaySession:
             options: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING"}
             if self.address:
                 options["address"] = self.address
-            elif self.workers:
-                options["num_cpus"] = self.workers
+            else:
+                # A Ray of its own: never attach to another cluster found on this machine.
+                options["address"] = "local"
+                if self.workers:
+                    options["num_cpus"] = self.workers
             try:
                 ray.init(**options)
             except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -259,11 +264,11 @@ class RayExecutor(Executor):
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
         functions = [n.step.fn for n in self._graph.nodes.values()]
-        _ship_by_value(ray, [*functions, *self._factories.values()])
+        sources = _ship_by_value(ray, [*functions, *self._factories.values()])
         self._key = uuid.uuid4().hex
         try:
             # Once in the object store; each Ray worker unpickles it once (see _runtime).
-            self._payload = [ray.put((self._graph, dict(self._factories)))]
+            self._payload = [ray.put(sources), ray.put((self._graph, dict(self._factories)))]
         except Exception as exc:
             raise ExecutorError(
                 f"steps {', '.join(self._steps)} cannot be sent to Ray workers: {exc}; a step "
@@ -545,10 +550,17 @@ def _shipped(
     return Graph(nodes=nodes, order=order), needed
 
 
-def _ship_by_value(ray: Any, functions: Iterable[Callable[..., Any]]) -> None:
+#: A module shipped to Ray workers: its name, its file, and its source.
+ModuleSource = tuple[str, str, str]
+
+
+def _ship_by_value(ray: Any, functions: Iterable[Callable[..., Any]]) -> list[ModuleSource]:
     """Have Ray pickle the modules that define steps and resources by value: a pipeline file
-    loaded by path, or a test module, cannot be imported by name on a Ray worker."""
+    loaded by path, or a test module, cannot be imported by name on a Ray worker. Returns their
+    sources, which workers run first (see :func:`_install`): what cloudpickle still pickles by
+    reference in them (a ``functools.cache`` helper, an enum) then resolves."""
     installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
+    sources: dict[str, ModuleSource] = {}
     for fn in functions:
         module = sys.modules.get(getattr(fn, "__module__", "") or "")
         if module is None or module.__name__ == "__main__":
@@ -562,6 +574,29 @@ def _ship_by_value(ray: Any, functions: Iterable[Callable[..., Any]]) -> None:
             ray.cloudpickle.register_pickle_by_value(module)
         except ValueError:
             pass  # not importable at all: cloudpickle pickles it by value already
+        try:
+            sources[name] = (name, path, Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            pass  # no source to ship: the module must be importable on the workers
+    return list(sources.values())
+
+
+def _install(sources: list[ModuleSource]) -> None:
+    """Make the shipped pipeline modules importable on this worker under their names."""
+    for name, path, source in sources:
+        if name in sys.modules:
+            continue
+        folder = str(Path(path).parent)
+        if Path(folder).is_dir() and folder not in sys.path:
+            sys.path.append(folder)  # for the modules beside it that it imports
+        module = types.ModuleType(name)
+        module.__file__ = path
+        sys.modules[name] = module
+        try:
+            exec(compile(source, path, "exec"), module.__dict__)
+        except BaseException:
+            del sys.modules[name]
+            raise
 
 
 # What runs on Ray workers ------------------------------------------------------------------------
@@ -581,7 +616,8 @@ def _runtime(key: str, payload: list[Any]) -> Runtime:
         import ray
 
         try:
-            graph, factories = ray.get(payload[0])
+            _install(ray.get(payload[0]))
+            graph, factories = ray.get(payload[1])
         except Exception as exc:
             raise _Unloadable(_cause_line(exc)) from None
         runtime = _RUNTIMES[key] = Runtime(graph, factories)
