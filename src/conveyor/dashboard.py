@@ -12,6 +12,7 @@ page and its static files carry no ledger data and stay open."""
 from __future__ import annotations
 
 import hmac
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -192,6 +193,8 @@ def dashboard_router(store: str | None, *, workers: int | None = None) -> APIRou
         start, end = run.created_at, run.finished_at or time.time()
         if run.state is RunState.RUNNING or end <= start:
             end = max(time.time(), start + 1.0)
+        # buckets of at least a second: finer ones only show how units were packed into tasks
+        buckets = max(2, min(buckets, math.ceil(end - start)))
         rows = ledger.read(lambda s: s.throughput(run.id, start, end, buckets))
         series: dict[str, dict[str, list[int]]] = {
             step: {"done": [0] * buckets, "dead": [0] * buckets} for step in run.steps

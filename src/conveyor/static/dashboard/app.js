@@ -169,8 +169,12 @@ async function runPage(runId) {
       renderKpis(slots.kpis, run, thr);
       if (changed("steps", run.steps_stats)) renderSteps(slots.steps, run);
       renderCharts(slots.charts, run, thr);
-      if (changed("errors", [errs, view.openGroup])) renderErrors(slots.errors, run, errs.groups);
-      if (changed("dead", [dead, view.notice])) renderDead(slots.dead, run, dead);
+      const mode = [run.state, run.redrive && run.redrive.state];
+      if (changed("errors", [errs, view.openGroup, mode])) renderErrors(slots.errors, run, errs.groups);
+      if (changed("dead", [dead, view.notice, mode])) {
+        renderDead(slots.dead, run, dead);
+        if (view.openUnit !== null) openUnit(view.openUnit, false);
+      }
       if (changed("alarms", alarms)) renderAlarms(slots.alarms, alarms.alarms, run.now);
     } catch (err) {
       if (err.status === 401) return;
@@ -311,7 +315,7 @@ function renderErrors(el, run, groups) {
   el.replaceChildren(panel("Errors", h("span", { class: "muted" }, `${groups.length} signature${groups.length > 1 ? "s" : ""} · click to drill down`), list));
 }
 
-async function openUnit(unitId) {
+async function openUnit(unitId, scroll = true) {
   view.openUnit = unitId;
   const el = document.getElementById("slot-unit");
   try {
@@ -338,7 +342,7 @@ async function openUnit(unitId) {
             h("tbody", {}, ...u.attempt_log.map((a) => h("tr", {}, h("td", {}, a.attempt),
               h("td", { class: "mono ellipsis", title: a.error_message || "" }, `${a.error_type || ""}: ${a.error_message || ""}`),
               h("td", { class: "num" }, fmtDur(a.duration)), h("td", { class: "muted" }, a.decision || "")))))))));
-    el.scrollIntoView({ behavior: "smooth", block: "nearest" });
+    if (scroll) el.scrollIntoView({ behavior: "smooth", block: "nearest" });
   } catch (err) { showError(el, err); }
 }
 
