@@ -308,7 +308,10 @@ def create_app(
         return PlainTextResponse(body, media_type=CONTENT_TYPE)
 
     add_step_routes(app, pipeline, stream.runtime)
-    app.include_router(dashboard_router(store, workers=workers), prefix=DASHBOARD)
+    # The page's own API: not part of the pipeline's documented API (/docs, /openapi.json).
+    app.include_router(
+        dashboard_router(store, workers=workers), prefix=DASHBOARD, include_in_schema=False
+    )
     return app
 
 
