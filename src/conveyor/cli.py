@@ -443,6 +443,42 @@ def serve(
         )
 
 
+@app.command()
+@handled
+def dashboard(
+    host: Annotated[
+        str, typer.Option("--host", envvar="CONVEYOR_HOST", help="Address to bind.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="CONVEYOR_PORT", help="Port.")] = 8050,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="CONVEYOR_TOKEN",
+            help="Bearer token the dashboard's API (and its redrive action) requires; needed "
+            "beyond loopback. Open the page once as /dashboard#token=TOKEN.",
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Serve the web dashboard of the ledger: runs, per-step progress, throughput and latency
+    charts, errors with tracebacks, the dead-letter queue with redrive, alarms; live."""
+    import uvicorn
+
+    from conveyor.dashboard import create_dashboard_app
+    from conveyor.http import check_binding
+    from conveyor.store import open_store
+
+    check_binding(host, token)
+    _port("--port", port)
+    open_store(store, create=False).close()  # a missing or unusable ledger: say so now
+    app_ = create_dashboard_app(store, token=token, workers=workers)
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    err.print(f"dashboard on http://{shown}:{port}/dashboard" + ("#token=…" if token else ""))
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 def _alarm_rules(pipe: Pipeline, path: str | None) -> list[AlarmRule]:
     """The rules of an --alarms file, checked against the pipeline's steps."""
     if path is None:

@@ -28,6 +28,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from conveyor.dashboard import PREFIX as DASHBOARD
+from conveyor.dashboard import dashboard_router, is_public
 from conveyor.durations import parse_duration
 from conveyor.errors import ConveyorError, StepError, UsageError
 from conveyor.item import Item, ItemKind
@@ -306,6 +308,10 @@ def create_app(
         return PlainTextResponse(body, media_type=CONTENT_TYPE)
 
     add_step_routes(app, pipeline, stream.runtime)
+    # The page's own API: not part of the pipeline's documented API (/docs, /openapi.json).
+    app.include_router(
+        dashboard_router(store, workers=workers), prefix=DASHBOARD, include_in_schema=False
+    )
     return app
 
 
@@ -330,7 +336,8 @@ class Guard:
 
     def _refusal(self, scope: Scope) -> Response | None:
         headers = Headers(scope=scope)
-        if self.token is not None and scope["path"] != "/healthz":
+        # The dashboard's page and static files hold no data; its API calls carry the token.
+        if self.token is not None and scope["path"] != "/healthz" and not is_public(scope["path"]):
             given = headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, self.token):
                 return problem(401, "missing or wrong bearer token")

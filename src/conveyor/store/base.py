@@ -190,8 +190,10 @@ class Store(abc.ABC):
         step: str | None = None,
         signature: str | None = None,
         limit: int = -1,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Dead units of a run, optionally of one step or error signature (prefix)."""
+        """Dead units of a run, optionally of one step or error signature (prefix), oldest
+        first: ``limit`` of them (all when negative) after skipping ``offset``."""
 
     @abc.abstractmethod
     def unit_detail(self, unit_id: int) -> dict[str, Any] | None:
@@ -245,6 +247,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def step_stats(self, run_id: str, steps: Sequence[str]) -> list[StepStats]:
         """Per-step counts by state, p50/p95 duration and throughput."""
+
+    @abc.abstractmethod
+    def run_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Units of each of these runs by state."""
+
+    @abc.abstractmethod
+    def throughput(
+        self, run_id: str, start: float, end: float, buckets: int
+    ) -> list[tuple[str, int, int, int]]:
+        """Finished units over time, aggregated by the database: (step, bucket, done, dead)
+        for ``buckets`` equal slices of ``start``..``end`` (bucket 0 first; units finished
+        after ``end`` count in the last), only the non-empty ones, by step and bucket."""
 
     @abc.abstractmethod
     def failures(self, run_id: str, limit: int = 20) -> list[dict[str, Any]]:

@@ -357,11 +357,13 @@ class RelationalStore(Store):
         step: str | None = None,
         signature: str | None = None,
         limit: int = -1,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
         cursor = self._execute(
             "dead_units",
-            {"run_id": run_id, "step": step, "signature": signature, "limit": limit},
-        )
+            {"run_id": run_id, "step": step, "signature": signature, "limit": limit,
+             "offset": max(0, offset)},
+        )  # fmt: skip
         names = ("unit", "item", "item_idx", "step", "attempts", "error_type", "error_message",
                  "signature", "finished_at")  # fmt: skip
         return [dict(zip(names, row, strict=True)) for row in cursor]
@@ -518,6 +520,24 @@ class RelationalStore(Store):
             "step_duration_at", {"run_id": run_id, "step": step, "offset": offset}
         ).fetchone()
         return None if row is None else float(row[0])
+
+    def run_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {run_id: {} for run_id in run_ids}
+        if run_ids:
+            for run_id, state, n in self._execute("run_counts", {"ids": self._list(run_ids)}):
+                counts.setdefault(run_id, {})[state] = int(n)
+        return counts
+
+    def throughput(
+        self, run_id: str, start: float, end: float, buckets: int
+    ) -> list[tuple[str, int, int, int]]:
+        if buckets < 1:
+            raise ValueError(f"buckets must be at least 1, not {buckets}")
+        width = max(end - start, 1e-6) / buckets
+        cursor = self._execute(
+            "throughput", {"run_id": run_id, "start": start, "width": width, "buckets": buckets}
+        )
+        return [(str(step), int(b), int(done), int(dead)) for step, b, done, dead in cursor]
 
     def failures(self, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
         cursor = self._execute("failures", {"run_id": run_id, "limit": limit})

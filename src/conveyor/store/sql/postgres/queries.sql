@@ -251,7 +251,8 @@ WHERE u.run_id = %(run_id)s AND u.state = 'dead'
   AND (%(step)s::text IS NULL OR u.step = %(step)s)
   AND (%(signature)s::text IS NULL OR u.error_signature LIKE %(signature)s || '%%')
 ORDER BY u.id
-LIMIT CASE WHEN %(limit)s::bigint < 0 THEN NULL ELSE %(limit)s::bigint END;
+LIMIT CASE WHEN %(limit)s::bigint < 0 THEN NULL ELSE %(limit)s::bigint END
+OFFSET %(offset)s::bigint;
 
 -- name: unit_detail
 SELECT u.id, u.run_id, i.item_id, i.kind, i.payload, u.step, u.state, u.attempts, u.key,
@@ -387,3 +388,21 @@ SET state = excluded.state, value = excluded.value, threshold = excluded.thresho
 -- name: alarms
 SELECT name, state, value, threshold, message, changed_at FROM alarms
 WHERE run_id = %(run_id)s ORDER BY changed_at DESC, name;
+
+-- name: throughput
+-- Finished units per step and outcome in %(buckets)s equal time buckets of %(width)s seconds
+-- from %(start)s (a unit finished after the last bucket's end counts in the last bucket).
+SELECT step,
+       least(floor((finished_at - %(start)s::double precision) / %(width)s::double precision),
+             %(buckets)s::integer - 1)::integer AS bucket,
+       count(*) FILTER (WHERE state = 'done'),
+       count(*) FILTER (WHERE state = 'dead')
+FROM units
+WHERE run_id = %(run_id)s AND state IN ('done', 'dead') AND finished_at >= %(start)s
+GROUP BY step, bucket
+ORDER BY step, bucket;
+
+-- name: run_counts
+SELECT run_id, state, count(*) FROM units
+WHERE run_id = ANY(%(ids)s::text[])
+GROUP BY run_id, state;

@@ -199,7 +199,7 @@ FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
 WHERE u.run_id = :run_id AND u.state = 'dead'
   AND (:step IS NULL OR u.step = :step)
   AND (:signature IS NULL OR u.error_signature LIKE :signature || '%')
-ORDER BY u.id LIMIT :limit;
+ORDER BY u.id LIMIT :limit OFFSET :offset;
 
 -- name: unit_detail
 SELECT u.id, u.run_id, i.item_id, i.kind, i.payload, u.step, u.state, u.attempts, u.key,
@@ -327,3 +327,19 @@ SET state = excluded.state, value = excluded.value, threshold = excluded.thresho
 -- name: alarms
 SELECT name, state, value, threshold, message, changed_at FROM alarms
 WHERE run_id = :run_id ORDER BY changed_at DESC, name;
+
+-- name: throughput
+-- Finished units per step and outcome in :buckets equal time buckets of :width seconds from
+-- :start (a unit finished after the last bucket's end counts in the last bucket).
+SELECT step, min(CAST((finished_at - :start) / :width AS INTEGER), :buckets - 1) AS bucket,
+       sum(CASE WHEN state = 'done' THEN 1 ELSE 0 END),
+       sum(CASE WHEN state = 'dead' THEN 1 ELSE 0 END)
+FROM units
+WHERE run_id = :run_id AND state IN ('done', 'dead') AND finished_at >= :start
+GROUP BY step, bucket
+ORDER BY step, bucket;
+
+-- name: run_counts
+SELECT run_id, state, count(*) FROM units
+WHERE run_id IN (SELECT value FROM json_each(:ids))
+GROUP BY run_id, state;
