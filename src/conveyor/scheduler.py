@@ -120,6 +120,8 @@ class Scheduler:
         self._inflight: dict[int, Claim] = {}  # unit id -> claim
         self._task_ids = 0
         self._mean: dict[str, float] = {}  # step -> moving average of seconds per unit
+        self._proven: set[str] = set()  # steps with a successful unit measured
+        self._ceiling: dict[str, int] = {}  # step -> most units per task for now
         self._limits: dict[str, int] = {
             s: graph.nodes[s].step.options.concurrency or 0
             for s in steps
@@ -245,7 +247,10 @@ class Scheduler:
         mean = self._mean.get(step)
         if mean is None:
             return 1
-        return max(1, min(MAX_UNITS_PER_TASK, int(self.task_seconds / max(mean, 1e-6))))
+        # Slow start: no more than twice what came back last time, so that one misleading
+        # measure cannot pack minutes of work into a task.
+        ceiling = self._ceiling.get(step, 1)
+        return max(1, min(ceiling, int(self.task_seconds / max(mean, 1e-6))))
 
     def _pack(self, claims: list[Claim], free: int) -> list[Task]:
         """Turn claims into tasks: batched steps by ``batch_size``; units that must run alone
@@ -331,6 +336,7 @@ class Scheduler:
         tally: dict[tuple[str, UnitState], int] = {}
         cpu = self.live.cpu_seconds
         for _, outcomes in results:
+            finished_steps: set[str] = set()
             for outcome in outcomes:
                 claim = self._inflight.pop(outcome.unit_id, None)
                 if claim is None or claim.fence != outcome.fence:
@@ -342,7 +348,8 @@ class Scheduler:
                         self._isolate.add(claim.unit_id)
                     continue
                 self._isolate.discard(claim.unit_id)
-                self._learn(claim.step, outcome.duration)
+                self._learn(claim.step, outcome.duration, outcome.error is None)
+                finished_steps.add(claim.step)
                 cpu[claim.step] = cpu.get(claim.step, 0.0) + outcome.cpu
                 if outcome.rss:
                     self.live.rss_bytes[claim.step] = outcome.rss
@@ -366,6 +373,8 @@ class Scheduler:
                             tally.get((skipped, UnitState.SKIPPED), 0) + 1
                         )
                 tally[(claim.step, state)] = tally.get((claim.step, state), 0) + 1
+            for step in finished_steps:  # a task came back: its steps may pack twice as much
+                self._ceiling[step] = min(MAX_UNITS_PER_TASK, 2 * self._ceiling.get(step, 1))
         self.store.commit(self.run_id, done, failed, requeue)
         if (failed or requeue) and logger.isEnabledFor(logging.WARNING):
             self._log_failures(failed, results)
@@ -412,8 +421,16 @@ class Scheduler:
             backoff_max=options.backoff_max,
         )
 
-    def _learn(self, step: str, duration: float) -> None:
-        mean = self._mean.get(step)
+    def _learn(self, step: str, duration: float, succeeded: bool) -> None:
+        """Follow the step's time per unit. Failures are often much faster than the work
+        (a bad input refused at once): they only count until the first success."""
+        if succeeded and step not in self._proven:
+            self._proven.add(step)
+            mean = None
+        elif not succeeded and step in self._proven:
+            return
+        else:
+            mean = self._mean.get(step)
         self._mean[step] = duration if mean is None else 0.8 * mean + 0.2 * duration
 
     def _sleep_until_retry(self) -> None:
