@@ -404,5 +404,5 @@ ORDER BY step, bucket;
 
 -- name: run_counts
 SELECT run_id, state, count(*) FROM units
-WHERE run_id = ANY(%(ids)s::text[])
+WHERE run_id = ANY(ARRAY(SELECT json_array_elements_text(%(ids)s::json)))
 GROUP BY run_id, state;
