@@ -88,8 +88,13 @@ def test_a_worker_shares_the_queue_of_a_run(
 
 
 @pytest.mark.slow
-def test_a_killed_worker_leaves_its_units_to_the_coordinator(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_killed_worker_leaves_its_units_to_the_coordinator(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     store = str(tmp_path / "ledger.db")
+    if backend == "postgres":
+        store = request.getfixturevalue("postgres_url")
     (tmp_path / "p.py").write_text(PIPELINE)
     (tmp_path / "in.jsonl").write_text("".join(f'{{"n": {n}}}\n' for n in range(120)))
     coordinator = conveyor(tmp_path, "run", "p.py", "-i", "in.jsonl", "-w", "1",
