@@ -256,7 +256,7 @@ class AlarmWatch:
                 return None
             memory = live.rss_bytes
             return float(memory.get(r.step, 0) if r.step else max(memory.values()))
-        window = store.alarm_window(run_id, r.window, r.step)
+        window = store.alarm_window(run_id, r.window, r.step, p95=r.metric == "p95_latency")
         if r.metric == "queue_age":
             return window.oldest_ready_age
         if r.metric == "throughput":

@@ -395,13 +395,16 @@ def test_metrics_aggregate_units_durations_retries_and_queue_age(ledger: Store) 
          for c, d in zip(claims[:2], (0.003, 2.0), strict=True)],
         [(claims[2], retried, UnitState.READY, None, (), "retry in 0s")],
     )  # fmt: skip
-    found = ledger.ledger_metrics("r1", (0.01, 1.0))
+    bounds = (0.001, 0.01, 0.1, 0.5, 1.0, 1.5, 2.5, 3, 4, 5, 10, 20, 30, 60, 300)
+    found = ledger.ledger_metrics("r1", bounds)
     assert found.units == {("a", "done"): 2, ("a", "ready"): 1, ("b", "ready"): 2,
                            ("b", "pending"): 1}  # fmt: skip
-    assert found.durations == {"a": ([1, 1, 2], 2.003)}
+    assert found.durations == {"a": ([0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2], 2.003)}
+    with pytest.raises(ValueError, match="15 duration buckets"):
+        ledger.ledger_metrics("r1", (0.1, 1.0))
     assert found.retries == {"a": 1} and found.items == 3
     assert found.oldest_ready_at is not None and before <= found.oldest_ready_at <= time.time()
-    window = ledger.alarm_window("r1", 60)
+    window = ledger.alarm_window("r1", 60, p95=True)
     assert (window.done, window.failed, window.waiting) == (2, 1, 3)
     assert window.p95 == 2.0 and window.oldest_ready_age is not None
     assert ledger.alarm_window("r1", 60, step="b").done == 0

@@ -218,9 +218,12 @@ class Store(abc.ABC):
 
     # alarms ------------------------------------------------------------------------------------
     @abc.abstractmethod
-    def alarm_window(self, run_id: str, seconds: float, step: str | None = None) -> AlarmWindow:
-        """The run's (or ``step``'s) finished units, failed attempts and p95 duration over the
-        last ``seconds``, with the work waiting now."""
+    def alarm_window(
+        self, run_id: str, seconds: float, step: str | None = None, *, p95: bool = False
+    ) -> AlarmWindow:
+        """The run's (or ``step``'s) finished units and failed attempts over the last
+        ``seconds`` (with ``p95``, their p95 duration too: it costs a sort), and the work
+        waiting now."""
 
     @abc.abstractmethod
     def set_alarm(

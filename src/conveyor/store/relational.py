@@ -28,6 +28,9 @@ from conveyor.units import (
 )
 
 _EXPORT_PAGE = 2000
+#: How many duration buckets :meth:`RelationalStore.ledger_metrics` counts (its query has
+#: one column per bucket).
+METRIC_BUCKETS = 15
 
 #: Parameters of one statement: positional or by name, in the dialect's placeholder style.
 Params = Sequence[Any] | Mapping[str, Any]
@@ -448,17 +451,19 @@ class RelationalStore(Store):
             )  # fmt: skip
 
     # alarms ------------------------------------------------------------------------------------
-    def alarm_window(self, run_id: str, seconds: float, step: str | None = None) -> AlarmWindow:
+    def alarm_window(
+        self, run_id: str, seconds: float, step: str | None = None, *, p95: bool = False
+    ) -> AlarmWindow:
         args = {"run_id": run_id, "since": time.time() - seconds, "step": step}
         done, failed, waiting, oldest = self._execute("alarm_window", args).fetchone()
-        p95 = None
-        if done:
+        percentile = None
+        if done and p95:
             row = self._execute(
                 "alarm_duration_at", {**args, "offset": min(done - 1, int(0.95 * done))}
             ).fetchone()
-            p95 = None if row is None else float(row[0])
+            percentile = None if row is None else float(row[0])
         age = None if oldest is None else max(0.0, time.time() - oldest)
-        return AlarmWindow(int(done), int(failed), p95, int(waiting), age)
+        return AlarmWindow(int(done), int(failed), percentile, int(waiting), age)
 
     def set_alarm(
         self,
@@ -485,13 +490,14 @@ class RelationalStore(Store):
     def ledger_metrics(self, run_id: str, buckets: Sequence[float]) -> LedgerMetrics:
         args = {"run_id": run_id}
         units = {(step, state): int(n) for step, state, n in self._execute("metrics_units", args)}
+        if len(buckets) != METRIC_BUCKETS:
+            raise ValueError(
+                f"the ledger counts {METRIC_BUCKETS} duration buckets, not {len(buckets)}"
+            )
+        bounds = {f"b{i}": bound for i, bound in enumerate(buckets)}
         durations: dict[str, tuple[list[int], float]] = {}
-        rows = self._execute("metrics_durations", {**args, "bounds": self._list(buckets)})
-        for step, bucket, count, total in rows:
-            counts, so_far = durations.get(step, ([0] * (len(buckets) + 1), 0.0))
-            for i in range(int(bucket), len(counts)):
-                counts[i] += int(count)  # cumulative: every bucket from the first that holds it
-            durations[step] = (counts, so_far + float(total))
+        for step, count, total, *within in self._execute("metrics_durations", {**args, **bounds}):
+            durations[step] = ([*(int(n) for n in within), int(count)], float(total))
         retries = {step: int(n) for step, n in self._execute("metrics_retries", args)}
         items, oldest = self._execute("metrics_run", args).fetchone()
         return LedgerMetrics(units, durations, retries, int(items), oldest)
