@@ -92,11 +92,8 @@ class Scheduler:
         coordinator: str | None = None,
         lease: float = LEASE_SECONDS,
         task_seconds: float = TASK_SECONDS,
-        latency_first: bool = False,
     ) -> None:
         self.store = store
-        #: Whether batched steps get smaller batches so that no unit waits long for one.
-        self.latency_first = latency_first
         #: About how much work one task carries: more packs units tighter (less overhead per
         #: unit), less lets a unit that just became ready start sooner (a stream's latency).
         self.task_seconds = task_seconds
@@ -244,7 +241,7 @@ class Scheduler:
     def _chunk(self, step: str) -> int:
         options = self.graph.nodes[step].step.options
         if options.batch_size:
-            return self._batch_size(step)
+            return options.batch_size
         if options.executor == "thread":
             return 1
         mean = self._mean.get(step)
@@ -254,15 +251,6 @@ class Scheduler:
         # measure cannot pack minutes of work into a task.
         ceiling = self._ceiling.get(step, 1)
         return max(1, min(ceiling, int(self.task_seconds / max(mean, 1e-6))))
-
-    def _batch_size(self, step: str) -> int:
-        """Units per call of a batched step: its ``batch_size``; when latency comes first (a
-        stream), no more than one task's worth of time, once the step's time is known."""
-        size = self.graph.nodes[step].step.options.batch_size or 1
-        mean = self._mean.get(step)
-        if self.latency_first and mean is not None:
-            size = min(size, max(1, int(self.task_seconds / max(mean, 1e-6))))
-        return size
 
     def _pack(self, claims: list[Claim], free: int) -> list[Task]:
         """Turn claims into tasks: batched steps by ``batch_size``; units that must run alone
@@ -298,7 +286,7 @@ class Scheduler:
                 rest.append(work)
         groups: list[tuple[list[UnitWork], str | None]] = []
         for step, units in batches.items():
-            size = self._batch_size(step)
+            size = self.graph.nodes[step].step.options.batch_size or 1
             groups += [(units[i : i + size], step) for i in range(0, len(units), size)]
         groups += [([unit], batch) for unit, batch in alone]
         size = max(1, math.ceil(len(rest) / max(1, free)))

@@ -146,7 +146,7 @@ class Stream:
             executor.start()  # fork here, before the scheduler thread exists
         scheduler = Scheduler(
             ledger, self.run_id, graph, steps, lanes, owner=owner, coordinator=coordinator,
-            lease=LEASE_SECONDS, task_seconds=TASK_SECONDS, latency_first=True,
+            lease=LEASE_SECONDS, task_seconds=TASK_SECONDS,
         )  # fmt: skip
 
         self._scheduler = scheduler
