@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import os
+import threading
 from typing import Any
 
 from conveyor.units import ErrorInfo, Outcome, Task
@@ -68,3 +70,45 @@ def lost(task: Task, error: ErrorInfo, started_at: float, running: bool) -> Task
         Outcome(unit.unit_id, unit.fence, None, error, started_at, 0.0, not blame, running)
         for unit in task.units
     ]
+
+
+class WakePipe:
+    """A pipe that wakes the scheduler's wait from any thread: executors whose work ends on
+    threads (a thread pool, Ray's callbacks) poke it, and offer its read end as a waitable.
+    Safe to poke after it is closed, when its descriptor numbers may belong to other files."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.read_fd = self._write_fd = -1
+
+    def open(self) -> None:
+        """Create the pipe (both ends non-blocking)."""
+        self.read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self._write_fd, False)
+
+    def poke(self) -> None:
+        """Wake the waiting scheduler (a no-op once closed)."""
+        with self._lock:
+            if self._write_fd < 0:
+                return
+            try:
+                os.write(self._write_fd, b"x")
+            except (BlockingIOError, OSError):
+                pass  # the pipe is full: the scheduler is awake
+
+    def drain(self) -> None:
+        """Read away the pokes so far."""
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        """Close both ends."""
+        with self._lock:
+            for fd in (self.read_fd, self._write_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self.read_fd = self._write_fd = -1

@@ -21,7 +21,6 @@ import queue
 import re
 import sys
 import sysconfig
-import threading
 import time
 import types
 import uuid
@@ -34,7 +33,7 @@ from typing import Any
 
 from conveyor.dag import Graph, StepNode
 from conveyor.errors import ExecutorError, UsageError
-from conveyor.executors.base import Executor, TaskResult, lost
+from conveyor.executors.base import Executor, TaskResult, WakePipe, lost
 from conveyor.units import ErrorInfo, Outcome, Task
 from conveyor.worker import Runtime
 
@@ -254,15 +253,12 @@ class RayExecutor(Executor):
         self._calls: dict[int, _Call] = {}
         self._tokens = 0
         self._settled: queue.SimpleQueue[tuple[int, Future[Any], float]] = queue.SimpleQueue()
-        self._read_fd, self._write_fd = -1, -1
-        self._lock = threading.Lock()
+        self._wake = WakePipe()
 
     def start(self) -> None:
         ray = self._ray = self._session.acquire()
         self._size = self._session.sizes.get(self._shape, 1)
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
+        self._wake.open()
         functions = [n.step.fn for n in self._graph.nodes.values()]
         sources = _ship_by_value(ray, [*functions, *self._factories.values()])
         self._key = uuid.uuid4().hex
@@ -320,26 +316,14 @@ class RayExecutor(Executor):
     def _settle(self, token: int, future: Future[Any]) -> None:
         """Called on a Ray thread when a call settles: queue it and wake the scheduler."""
         self._settled.put((token, future, time.monotonic()))
-        # Under the lock: a call may settle after shutdown, when the descriptor number may
-        # already belong to another file.
-        with self._lock:
-            if self._write_fd < 0:
-                return
-            try:
-                os.write(self._write_fd, b"x")
-            except (BlockingIOError, OSError):
-                pass  # the pipe is full: the scheduler is awake
+        self._wake.poke()  # a call may settle after shutdown: the pipe allows it
 
     # collecting -------------------------------------------------------------------------------
     def waitables(self) -> list[Any]:
-        return [self._read_fd]
+        return [self._wake.read_fd]
 
     def collect(self) -> list[TaskResult]:
-        try:
-            while os.read(self._read_fd, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
+        self._wake.drain()
         done: list[TaskResult] = []
         while True:
             try:
@@ -490,11 +474,7 @@ class RayExecutor(Executor):
         self._calls.clear()
         self._actors.clear()
         self._payload = None
-        with self._lock:
-            for fd in (self._read_fd, self._write_fd):
-                if fd >= 0:
-                    os.close(fd)
-            self._read_fd = self._write_fd = -1
+        self._wake.close()
         self._session.release()
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import functools
-import os
 import queue
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from conveyor.executors.base import Executor, TaskResult, lost
+from conveyor.executors.base import Executor, TaskResult, WakePipe, lost
 from conveyor.units import ErrorInfo, Outcome, Task
 from conveyor.worker import Runtime
 
@@ -26,22 +24,19 @@ class ThreadExecutor(Executor):
         self._pool: ThreadPoolExecutor | None = None
         self._results: queue.SimpleQueue[TaskResult] = queue.SimpleQueue()
         self._running = 0
-        self._read_fd, self._write_fd = -1, -1
+        self._wake = WakePipe()
         # Tasks with a timeout: task -> monotonic deadline. A thread cannot be killed, so an
         # overdue task is reported as timed out and its late result dropped; its thread keeps
         # its slot until it really returns.
         self._deadlines: dict[int, tuple[Task, float]] = {}
         self._abandoned: set[int] = set()
-        self._fd_lock = threading.Lock()
 
     def workers(self) -> int:
         return self._concurrency
 
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="conveyor-thread")
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
+        self._wake.open()
 
     def free_slots(self) -> int:
         return self._concurrency - self._running
@@ -57,25 +52,14 @@ class ThreadExecutor(Executor):
 
     def _finished(self, task_id: int, future: Future[list[Outcome]]) -> None:
         self._results.put((task_id, future.result()))
-        # Under the lock: a thread abandoned past its timeout may finish after shutdown, when
-        # the descriptor number may already belong to another file.
-        with self._fd_lock:
-            if self._write_fd < 0:
-                return
-            try:
-                os.write(self._write_fd, b"x")
-            except (BlockingIOError, OSError):
-                pass  # the pipe is full: the scheduler is awake
+        # A thread abandoned past its timeout may finish after shutdown: the pipe allows it.
+        self._wake.poke()
 
     def waitables(self) -> list[Any]:
-        return [self._read_fd]
+        return [self._wake.read_fd]
 
     def collect(self) -> list[TaskResult]:
-        try:
-            while os.read(self._read_fd, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
+        self._wake.drain()
         done = []
         while True:
             try:
@@ -111,8 +95,4 @@ class ThreadExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-        with self._fd_lock:
-            for fd in (self._read_fd, self._write_fd):
-                if fd >= 0:
-                    os.close(fd)
-            self._read_fd = self._write_fd = -1
+        self._wake.close()
