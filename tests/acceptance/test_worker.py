@@ -64,20 +64,31 @@ def check_each_unit_done_once(store: str, units: int) -> None:
         ledger.close()
 
 
+def run_with_a_worker(
+    tmp_path: Path, store: str, units: int, *options: str
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    """A ``conveyor run`` of ``units`` slow units, and a ``conveyor worker`` joined to it."""
+    (tmp_path / "p.py").write_text(PIPELINE)
+    (tmp_path / "in.jsonl").write_text("".join(f'{{"n": {n}}}\n' for n in range(units)))
+    coordinator = conveyor(tmp_path, "run", "p.py", "-i", "in.jsonl", "-w", "1",
+                           "--store", store, "--no-progress", *options)  # fmt: skip
+    wait_for_running_run(store)
+    return coordinator, conveyor(tmp_path, "worker", "p.py", "--store", store, "-w", "1")
+
+
+def ledger_of(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return str(tmp_path / "ledger.db")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_worker_shares_the_queue_of_a_run(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    store = str(tmp_path / "ledger.db")
-    if backend == "postgres":
-        store = request.getfixturevalue("postgres_url")
-    (tmp_path / "p.py").write_text(PIPELINE)
-    (tmp_path / "in.jsonl").write_text("".join(f'{{"n": {n}}}\n' for n in range(200)))
-    coordinator = conveyor(tmp_path, "run", "p.py", "-i", "in.jsonl", "-w", "1",
-                           "--store", store, "--no-progress")  # fmt: skip
-    wait_for_running_run(store)
-    helper = conveyor(tmp_path, "worker", "p.py", "--store", store, "-w", "1")
+    store = ledger_of(backend, tmp_path, request)
+    coordinator, helper = run_with_a_worker(tmp_path, store, 200)
     out, err = helper.communicate(timeout=120)
     assert helper.returncode == 0, err
     done_here = int(out.split(": ")[1].split(" unit")[0])
@@ -92,15 +103,8 @@ def test_a_worker_shares_the_queue_of_a_run(
 def test_a_killed_worker_leaves_its_units_to_the_coordinator(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    store = str(tmp_path / "ledger.db")
-    if backend == "postgres":
-        store = request.getfixturevalue("postgres_url")
-    (tmp_path / "p.py").write_text(PIPELINE)
-    (tmp_path / "in.jsonl").write_text("".join(f'{{"n": {n}}}\n' for n in range(120)))
-    coordinator = conveyor(tmp_path, "run", "p.py", "-i", "in.jsonl", "-w", "1",
-                           "--store", store, "--lease", "2s", "--no-progress")  # fmt: skip
-    wait_for_running_run(store)
-    helper = conveyor(tmp_path, "worker", "p.py", "--store", store, "-w", "1")
+    store = ledger_of(backend, tmp_path, request)
+    coordinator, helper = run_with_a_worker(tmp_path, store, 120, "--lease", "2s")
     time.sleep(1.0)  # it holds leases now
     helper.send_signal(signal.SIGKILL)
     helper.communicate(timeout=30)
