@@ -438,14 +438,15 @@ class Scheduler:
         coordinator sharing the run to finish (or lose) the units it holds."""
         due = self.store.next_retry_time(self.run_id)
         if due is None:
-            due = self.store.next_lease_expiry(self.run_id)
-            if due is not None:
-                due = min(due, time.time() + 0.2)  # its results promote units any moment
-        if due is None:
-            # Unfinished units that nobody can run: none ready, none running anywhere.
-            raise StoreError(
-                f"run {self.run_id} has unfinished units that can never become ready; "
-                f"the ledger is inconsistent"
-            )
+            expiry = self.store.next_lease_expiry(self.run_id)
+            if expiry is None:
+                # Unfinished units that nobody can run: none ready, none running anywhere.
+                raise StoreError(
+                    f"run {self.run_id} has unfinished units that can never become ready; "
+                    f"the ledger is inconsistent"
+                )
+            if expiry <= time.time():
+                self._next_beat = 0.0  # a holder is gone: take its units back now
+            due = min(expiry, time.time() + 0.2)  # its results may promote units any moment
         time.sleep(min(1.0, max(0.0, due - time.time())))
-        self._beat()  # takes back the units of a coordinator whose leases expired
+        self._beat()
