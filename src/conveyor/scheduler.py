@@ -91,12 +91,8 @@ class Scheduler:
         owner: str | None = None,
         coordinator: str | None = None,
         lease: float = LEASE_SECONDS,
-        task_seconds: float = TASK_SECONDS,
     ) -> None:
         self.store = store
-        #: About how much work one task carries: more packs units tighter (less overhead per
-        #: unit), less lets a unit that just became ready start sooner (a stream's latency).
-        self.task_seconds = task_seconds
         self.lease = lease
         self.run_id = run_id
         self.graph = graph
@@ -250,7 +246,7 @@ class Scheduler:
         # Slow start: no more than twice what came back last time, so that one misleading
         # measure cannot pack minutes of work into a task.
         ceiling = self._ceiling.get(step, 1)
-        return max(1, min(ceiling, int(self.task_seconds / max(mean, 1e-6))))
+        return max(1, min(ceiling, int(TASK_SECONDS / max(mean, 1e-6))))
 
     def _pack(self, claims: list[Claim], free: int) -> list[Task]:
         """Turn claims into tasks: batched steps by ``batch_size``; units that must run alone

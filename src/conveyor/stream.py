@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 
 #: How often :meth:`Stream.result` looks at the ledger while it waits.
 POLL_SECONDS = 0.01
-#: Work per task in a stream: small, so that a unit that becomes ready waits little behind
-#: others (a batch run packs ten times more, for throughput).
-TASK_SECONDS = 0.01
 #: The ``source`` recorded for stream runs.
 STREAM_SOURCE = "<stream>"
 
@@ -146,7 +143,7 @@ class Stream:
             executor.start()  # fork here, before the scheduler thread exists
         scheduler = Scheduler(
             ledger, self.run_id, graph, steps, lanes, owner=owner, coordinator=coordinator,
-            lease=LEASE_SECONDS, task_seconds=TASK_SECONDS,
+            lease=LEASE_SECONDS,
         )  # fmt: skip
 
         self._scheduler = scheduler
