@@ -169,7 +169,7 @@ def test_jsonl_input_with_a_malformed_line_fails_only_that_item(cli: Cli, tmp_pa
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_run_and_running_again_finishes_it(project: Path) -> None:
-    env = {**os.environ, "SLOW": "0.5", "NO_COLOR": "1"}  # long enough to interrupt
+    env = {**os.environ, "SLOW": "2", "NO_COLOR": "1"}  # long enough to interrupt
     proc = subprocess.Popen(
         [sys.executable, "-m", "conveyor", "run", "pipeline.py", "-i", "docs", "-w", "2"],
         cwd=project,
