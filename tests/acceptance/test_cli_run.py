@@ -169,7 +169,7 @@ def test_jsonl_input_with_a_malformed_line_fails_only_that_item(cli: Cli, tmp_pa
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_run_and_running_again_finishes_it(project: Path) -> None:
-    env = {**os.environ, "SLOW": "2", "NO_COLOR": "1"}  # long enough to interrupt
+    env = {**os.environ, "SLOW": "0.5", "NO_COLOR": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "conveyor", "run", "pipeline.py", "-i", "docs", "-w", "2"],
         cwd=project,
@@ -177,6 +177,9 @@ def test_ctrl_c_stops_the_run_and_running_again_finishes_it(project: Path) -> No
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as in a terminal, even when the tests themselves run as a background job
+        # (which a shell starts with SIGINT ignored, and children inherit that).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     ledger = project / ".conveyor" / "conveyor.db"
     deadline = time.monotonic() + 30
