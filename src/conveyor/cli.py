@@ -111,6 +111,7 @@ NotifyOpt = Annotated[
         help="Webhook URL to POST events to (run finished, failure rate, dead units, alarms).",
     ),
 ]
+PipelineArg = Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")]
 RunArg = Annotated[str | None, typer.Argument(help="Run id or prefix (default: latest).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 WorkersOpt = Annotated[
@@ -172,7 +173,7 @@ def _split(values: list[str] | None) -> list[str]:
 @app.command()
 @handled
 def run(
-    pipeline: Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")],
+    pipeline: PipelineArg,
     input: Annotated[
         str,
         typer.Option(
@@ -315,7 +316,7 @@ def _finish(report: RunReport) -> None:
 @app.command()
 @handled
 def watch(
-    pipeline: Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")],
+    pipeline: PipelineArg,
     input: Annotated[
         Path,
         typer.Option("--input", "-i", envvar="CONVEYOR_INPUT", help="The folder to watch."),
@@ -372,7 +373,7 @@ def watch(
 @app.command()
 @handled
 def serve(
-    pipeline: Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")],
+    pipeline: PipelineArg,
     host: Annotated[
         str, typer.Option("--host", envvar="CONVEYOR_HOST", help="Address to bind.")
     ] = "127.0.0.1",
@@ -543,7 +544,7 @@ def resume(
 @app.command()
 @handled
 def worker(
-    pipeline: Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")],
+    pipeline: PipelineArg,
     run_id: Annotated[
         str | None,
         typer.Option(

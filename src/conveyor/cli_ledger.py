@@ -15,6 +15,7 @@ from rich.table import Table
 
 from conveyor.cli import (
     JsonOpt,
+    PipelineArg,
     RunArg,
     StoreOpt,
     _plural,
@@ -122,7 +123,7 @@ def runs(
 @app.command()
 @handled
 def check(
-    pipeline: Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")],
+    pipeline: PipelineArg,
 ) -> None:
     """Validate a pipeline and show its steps in order with their inputs and options."""
     from conveyor.loader import load_pipeline
