@@ -45,7 +45,7 @@ from conveyor.schemas import (
     problem,
 )
 from conveyor.steps_api import add_step_routes
-from conveyor.stream import Stream
+from conveyor.stream import RECHECK_SECONDS, Stream
 
 if TYPE_CHECKING:
     from conveyor.alarms import AlarmRule
@@ -423,19 +423,42 @@ def _write_durably(target: Path, data: bytes) -> None:
 
 async def _await_item(stream: Stream, item_id: str, wait: float) -> tuple[str, Any]:
     """("done", outputs), ("dead", the StepError), ("missing", None) or, after ``wait`` seconds,
-    ("running", None). Waits on the event loop, so a long wait holds no thread."""
-    deadline = time.monotonic() + wait
-    while True:
+    ("running", None). Waits on the event loop for the stream's word that the item may have
+    finished, so a long wait holds no thread and reads the ledger only when it may pay."""
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def wake() -> None:
         try:
-            return "done", await asyncio.to_thread(stream.result, item_id, 0)
-        except UsageError:
-            return "missing", None
-        except StepError as exc:
-            return "dead", exc
-        except TimeoutError:
-            if time.monotonic() >= deadline:
-                return "running", None
-        await asyncio.sleep(0.005)
+            loop.call_soon_threadsafe(woken.set)
+        except RuntimeError:
+            pass  # the server's loop is gone: nobody waits any more
+
+    deadline = time.monotonic() + wait
+    try:
+        cancel = await asyncio.to_thread(stream.watch, item_id, wake) if wait > 0 else None
+    except UsageError:
+        return "missing", None
+    try:
+        while True:
+            woken.clear()  # a finish after this is either seen below or sets it again
+            try:
+                return "done", await asyncio.to_thread(stream.result, item_id, 0)
+            except UsageError:
+                return "missing", None
+            except StepError as exc:
+                return "dead", exc
+            except TimeoutError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return "running", None
+            try:
+                await asyncio.wait_for(woken.wait(), min(left, RECHECK_SECONDS))
+            except TimeoutError:
+                pass  # look at the ledger anyway: another coordinator may have finished it
+    finally:
+        if cancel is not None:
+            cancel()
 
 
 def _describe(error: Any) -> str:

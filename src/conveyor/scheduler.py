@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Protocol
@@ -91,6 +91,8 @@ class Scheduler:
         owner: str | None = None,
         coordinator: str | None = None,
         lease: float = LEASE_SECONDS,
+        on_finished: Callable[[set[int]], None] | None = None,
+        chains: bool = False,
     ) -> None:
         self.store = store
         self.lease = lease
@@ -106,6 +108,9 @@ class Scheduler:
         }
         self._lanes = [_Lane(ex, tuple(st), deque()) for ex, st in lanes.items() if st]
         self._observer = observer
+        #: Told, after each commit, the items that may have just finished: a unit of a step
+        #: nothing downstream depends on ended, or a unit died (its dependents skipped).
+        self._on_finished = on_finished
         #: Workers, CPU and memory per step, as the run goes (read by the metrics).
         self.live = LiveStats()
         self.owner = owner or new_owner()
@@ -129,6 +134,17 @@ class Scheduler:
         # unit that kills workers is found.
         self._isolate: set[int] = set()
         self._wakeup: int | None = None
+        #: Lanes that run whole items as chains: one task per item (or a few), its units one
+        #: after another in the worker, instead of a round trip through the ledger per step.
+        #: Latency over batching, for streams; only on executors that enforce timeouts inside
+        #: chains, and not where a step's concurrency is capped.
+        self._chained = {
+            id(lane) for lane in self._lanes
+            if chains and lane.executor.runs_chains
+            and not any(step in self._limits for step in lane.steps)
+        }  # fmt: skip
+        self._order = {step: i for i, step in enumerate(graph.order)}
+        self._chain_ceiling = 1  # most items per chain task for now (slow start, as per step)
 
     def run(
         self,
@@ -198,10 +214,11 @@ class Scheduler:
                 free -= 1
             if free <= 0:
                 continue
-            claims = self._claim(lane, free)
+            chained = id(lane) in self._chained and not self._isolate
+            claims = self._claim_items(lane, free) if chained else self._claim(lane, free)
             if not claims:
                 continue
-            for task in self._pack(claims, free):
+            for task in self._pack_chains(claims, free) if chained else self._pack(claims, free):
                 if free > 0:
                     lane.executor.submit(task)
                     free -= 1
@@ -225,6 +242,19 @@ class Scheduler:
                 claims += self.store.claim(
                     self.run_id, [step], room, owner=self.owner, lease=self.lease
                 )
+        for claim in claims:
+            self._inflight[claim.unit_id] = claim
+            self._running[claim.step] += 1
+        return claims
+
+    def _claim_items(self, lane: _Lane, free: int) -> list[Claim]:
+        """Whole items for chains: about one task's worth of items per free slot."""
+        measured = [self._mean[s] for s in lane.steps if s in self._mean]
+        per_item = sum(measured) if measured else TASK_SECONDS
+        per_task = max(1, min(self._chain_ceiling, int(TASK_SECONDS / max(per_item, 1e-6))))
+        claims = self.store.claim_items(
+            self.run_id, lane.steps, free * per_task, owner=self.owner, lease=self.lease
+        )
         for claim in claims:
             self._inflight[claim.unit_id] = claim
             self._running[claim.step] += 1
@@ -296,6 +326,51 @@ class Scheduler:
                 timeouts[0] if batch else sum(t or 0.0 for t in timeouts)
             )  # fmt: skip
             tasks.append(Task(self._task_ids, tuple(units), batch, timeout))
+        return tasks
+
+    def _pack_chains(self, claims: list[Claim], free: int) -> list[Task]:
+        """Turn whole items into chain tasks, their items spread evenly over the free slots.
+        A unit whose upstream unit is neither finished nor in the chain (another coordinator
+        holds it) cannot run here: it goes straight back to wait for it."""
+        idxs = sorted({c.item_idx for c in claims})
+        steps = {c.step for c in claims}
+        uses_item = any(self.graph.nodes[s].uses_item for s in steps)
+        items = self.store.load_items(self.run_id, idxs) if uses_item else {}
+        upstream = sorted({u for s in steps for u in self.graph.nodes[s].upstream} - steps)
+        inputs = self.store.load_inputs(self.run_id, idxs, upstream)
+        by_item: dict[int, list[Claim]] = {}
+        for c in sorted(claims, key=lambda c: (c.item_idx, self._order[c.step])):
+            by_item.setdefault(c.item_idx, []).append(c)
+        chains: list[list[UnitWork]] = []
+        handed_back: list[Claim] = []
+        for idx, item_claims in by_item.items():
+            here: dict[str, int] = {}  # step -> unit id of a runnable unit in this chain
+            chain: list[UnitWork] = []
+            for c in item_claims:
+                node = self.graph.nodes[c.step]
+                local = tuple((u, here[u]) for u in node.upstream if u in here)
+                loaded = {u: inputs[(idx, u)] for u in node.upstream
+                          if u not in here and (idx, u) in inputs}  # fmt: skip
+                if len(local) + len(loaded) < len(node.upstream):
+                    handed_back.append(c)
+                    continue
+                here[c.step] = c.unit_id
+                item = items.get(idx) if node.uses_item else None
+                chain.append(UnitWork(c.unit_id, c.step, c.fence, item, loaded, local))
+            if chain:
+                chains.append(chain)
+        if handed_back:
+            for c in handed_back:
+                del self._inflight[c.unit_id]
+                self._running[c.step] -= 1
+            self.store.commit(self.run_id, [], [], handed_back)
+        size = max(1, math.ceil(len(chains) / max(1, free)))
+        tasks = []
+        for i in range(0, len(chains), size):
+            units = sorted((u for chain in chains[i : i + size] for u in chain),
+                           key=lambda u: self._order[u.step])  # fmt: skip
+            self._task_ids += 1
+            tasks.append(Task(self._task_ids, tuple(units), chain=True))
         return tasks
 
     # completion --------------------------------------------------------------------------------
@@ -371,7 +446,14 @@ class Scheduler:
                 tally[(claim.step, state)] = tally.get((claim.step, state), 0) + 1
             for step in finished_steps:  # a task came back: its steps may pack twice as much
                 self._ceiling[step] = min(MAX_UNITS_PER_TASK, 2 * self._ceiling.get(step, 1))
+            if finished_steps:
+                self._chain_ceiling = min(MAX_UNITS_PER_TASK, 2 * self._chain_ceiling)
         self.store.commit(self.run_id, done, failed, requeue)
+        if self._on_finished is not None:
+            ended = {c.item_idx for c, _, downstream in done if not downstream}
+            ended.update(c.item_idx for c, _, state, *_ in failed if state is UnitState.DEAD)
+            if ended:
+                self._on_finished(ended)
         if (failed or requeue) and logger.isEnabledFor(logging.WARNING):
             self._log_failures(failed, results)
         if self._observer is not None:

@@ -13,13 +13,14 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import StepError, UsageError
 from conveyor.item import ItemKind
+from conveyor.logs import logger
 from conveyor.planner import plan_run, plan_signature
 from conveyor.runner import build_executors, coordinator_alive, finish_run, new_run_id
 from conveyor.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
     from conveyor.alarms import AlarmRule, AlarmWatch
     from conveyor.pipeline import Pipeline
 
-#: How often :meth:`Stream.result` looks at the ledger while it waits.
-POLL_SECONDS = 0.01
+#: How long :meth:`Stream.result` waits for the scheduler's word that its item may have finished
+#: before it looks at the ledger anyway (an item finished by another coordinator sends none).
+RECHECK_SECONDS = 0.25
 #: The ``source`` recorded for stream runs.
 STREAM_SOURCE = "<stream>"
 
@@ -83,6 +85,7 @@ class Stream:
         self._failure: BaseException | None = None
         self._ingest: Store | None = None
         self._scheduler: Scheduler | None = None
+        self._signals = _Signals()
 
     # life cycle --------------------------------------------------------------------------------
     def __enter__(self) -> Stream:
@@ -143,7 +146,7 @@ class Stream:
             executor.start()  # fork here, before the scheduler thread exists
         scheduler = Scheduler(
             ledger, self.run_id, graph, steps, lanes, owner=owner, coordinator=coordinator,
-            lease=LEASE_SECONDS,
+            lease=LEASE_SECONDS, on_finished=self._signals.finished, chains=True,
         )  # fmt: skip
 
         self._scheduler = scheduler
@@ -270,27 +273,44 @@ class Stream:
         """Every step's output for ``item_id`` (in this stream, or else in the latest earlier
         stream of this pipeline) once all its units are finished; raises
         :class:`StepError` naming the step if one of them is dead, :class:`TimeoutError` if
-        ``timeout`` seconds pass first."""
+        ``timeout`` seconds pass first. It waits for the scheduler's word, not by polling."""
         ingest = self._open_ingest()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                units = ingest.item_units(self.run_id, item_id)
-                if not units:  # submitted before a restart, to an earlier run of this stream
-                    earlier = ingest.latest_run_with_item(
-                        self.pipeline.name, STREAM_SOURCE, item_id
-                    )
-                    if earlier is not None:
-                        units = ingest.item_units(earlier, item_id)
-            if not units:
-                raise UsageError(f"no item {item_id!r} was submitted to this stream")
-            if all(state in FINAL_STATES for _, state, _, _, _ in units):
-                return _outputs(item_id, units)
-            if self._failure is not None:
-                raise StepError(f"the stream's scheduler failed: {self._failure}")
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"item {item_id!r} was not finished within {timeout}s")
-            time.sleep(POLL_SECONDS)
+        woken = threading.Event()
+        cancel = self.watch(item_id, woken.set) if timeout != 0 else _nothing
+        try:
+            while True:
+                woken.clear()  # a finish after this is either seen below or sets it again
+                with self._lock:
+                    units = ingest.item_units(self.run_id, item_id)
+                    if not units:  # submitted before a restart, to an earlier run of this stream
+                        earlier = ingest.latest_run_with_item(
+                            self.pipeline.name, STREAM_SOURCE, item_id
+                        )
+                        if earlier is not None:
+                            units = ingest.item_units(earlier, item_id)
+                if not units:
+                    raise UsageError(f"no item {item_id!r} was submitted to this stream")
+                if all(state in FINAL_STATES for _, state, _, _, _ in units):
+                    return _outputs(item_id, units)
+                if self._failure is not None:
+                    raise StepError(f"the stream's scheduler failed: {self._failure}")
+                left = RECHECK_SECONDS if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"item {item_id!r} was not finished within {timeout}s")
+                woken.wait(min(left, RECHECK_SECONDS))
+        finally:
+            cancel()
+
+    def watch(self, item_id: str, callback: Callable[[], object]) -> Callable[[], None]:
+        """Have ``callback`` called, on the scheduler's thread (keep it short), whenever the
+        newest version of ``item_id`` in this stream may have just finished; returns the
+        function that cancels it. Look at the item after watching it, so that a finish in
+        between is not missed. An item this stream does not have is never signalled."""
+        ingest = self._open_ingest()
+        with self._lock:
+            idx = ingest.item_index(self.run_id, item_id)
+        return _nothing if idx is None else self._signals.watch(idx, callback)
 
     @property
     def live(self) -> LiveStats | None:
@@ -307,6 +327,46 @@ class Stream:
             os.write(self._write_fd, b"x")
         except (BlockingIOError, OSError):
             pass  # already awake, or closed
+
+
+class _Signals:
+    """The callbacks waiting for items of a stream, by item index, called by its scheduler's
+    thread when a commit may have finished their item."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[int, list[Callable[[], object]]] = {}
+
+    def watch(self, idx: int, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call ``callback`` whenever item ``idx`` may have finished, until cancelled."""
+        with self._lock:
+            self._waiting.setdefault(idx, []).append(callback)
+
+        def cancel() -> None:
+            with self._lock:
+                callbacks = self._waiting.get(idx, [])
+                if callback in callbacks:
+                    callbacks.remove(callback)
+                if not callbacks:
+                    self._waiting.pop(idx, None)
+
+        return cancel
+
+    def finished(self, idxs: set[int]) -> None:
+        """Items ``idxs`` may have just finished: call who waits for them."""
+        with self._lock:
+            if not self._waiting:
+                return
+            callbacks = [c for idx in idxs for c in self._waiting.get(idx, ())]
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a watcher's mistake must not stop the stream's scheduler
+                logger.exception("a callback waiting for a stream item failed")
+
+
+def _nothing() -> None:
+    """A cancel function with nothing to cancel."""
 
 
 def _outputs(

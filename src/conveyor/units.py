@@ -74,23 +74,28 @@ class ItemRow(NamedTuple):
 
 
 class UnitWork(NamedTuple):
-    """What a worker needs to run one unit."""
+    """What a worker needs to run one unit. In a chain, ``local`` names the inputs that units
+    before it in the same task produce: (input name, that unit's id)."""
 
     unit_id: int
     step: str
     fence: int
     item: ItemRow | None
     inputs: dict[str, bytes]
+    local: tuple[tuple[str, int], ...] = ()
 
 
 class Task(NamedTuple):
     """Units sent to a worker together. With ``batch`` set they are all of that batched step
-    and run as one call on lists; otherwise each runs on its own, whatever its step."""
+    and run as one call on lists; otherwise each runs on its own, whatever its step. A
+    ``chain`` holds whole items, their units in dependency order: each unit takes what the
+    units before it produced, and a batched step's consecutive units run as batches."""
 
     task_id: int
     units: tuple[UnitWork, ...]
     batch: str | None = None
     timeout: float | None = None  # seconds the task may run before its worker is killed
+    chain: bool = False
 
     def describe(self) -> str:
         """The steps in this task, for messages."""

@@ -20,6 +20,10 @@ from conveyor.sources import rebuild_item
 from conveyor.step import ITEM, StepOptions
 from conveyor.units import ErrorInfo, Outcome, Task, UnitWork
 
+#: Told by a chain which of its units of a step with a timeout run now, and that timeout in
+#: seconds; ``((), None)`` once they are done.
+Timed = Callable[[tuple[int, ...], float | None], None]
+
 
 class ResourceFailed(Exception):
     """A resource could not be built in this worker; the cause is chained."""
@@ -63,22 +67,68 @@ class Runtime:
         """Whether the resource ``name`` is built in this process already."""
         return name in self._built
 
-    def run_task(self, task: Task) -> list[Outcome]:
+    def run_task(self, task: Task, timed: Timed | None = None) -> list[Outcome]:
         """Run every unit of ``task`` and return one outcome per unit, with the CPU time each
-        used and, on the last, this worker's memory; never raises."""
-        if task.batch is not None:
-            cpu0 = time.thread_time()
-            outcomes = self._run_batch(task.batch, task.units)
-            share = (time.thread_time() - cpu0) / max(1, len(outcomes))
-            outcomes = [outcome._replace(cpu=share) for outcome in outcomes]
+        used and, on the last, this worker's memory; never raises. In a chain, ``timed`` is
+        told which units of a step with a timeout run now (and ``None`` once they are done), so
+        that whoever enforces timeouts knows the culprit."""
+        if task.chain:
+            outcomes = self._run_chain(task.units, timed)
+        elif task.batch is not None:
+            outcomes = self._timed_batch(task.batch, task.units)
         else:
-            outcomes = []
-            for unit in task.units:
-                cpu0 = time.thread_time()
-                outcome = self._run_one(unit)
-                outcomes.append(outcome._replace(cpu=time.thread_time() - cpu0))
+            outcomes = [self._timed_one(unit) for unit in task.units]
         if outcomes and (rss := self._memory.sample()):
             outcomes[-1] = outcomes[-1]._replace(rss=rss)
+        return outcomes
+
+    def _timed_one(self, unit: UnitWork) -> Outcome:
+        cpu0 = time.thread_time()
+        outcome = self._run_one(unit)
+        return outcome._replace(cpu=time.thread_time() - cpu0)
+
+    def _timed_batch(self, step: str, units: tuple[UnitWork, ...]) -> list[Outcome]:
+        cpu0 = time.thread_time()
+        outcomes = self._run_batch(step, units)
+        share = (time.thread_time() - cpu0) / max(1, len(outcomes))
+        return [outcome._replace(cpu=share) for outcome in outcomes]
+
+    def _run_chain(self, units: tuple[UnitWork, ...], timed: Timed | None) -> list[Outcome]:
+        """Units of whole items in dependency order. Each takes the values of the units before
+        it from memory; a unit whose upstream unit here did not succeed is handed back unrun
+        (its item's other branches go on); consecutive units of a batched step run as one
+        batch of at most ``batch_size``."""
+        produced: dict[int, bytes | None] = {}  # unit id -> its pickled value; None if failed
+        outcomes: list[Outcome] = []
+        i = 0
+        while i < len(units):
+            options = self._graph.nodes[units[i].step].step.options
+            end = i + 1
+            while (options.batch_size and end < len(units) and end - i < options.batch_size
+                   and units[end].step == units[i].step):  # fmt: skip
+                end += 1
+            runnable: list[UnitWork] = []
+            for unit in units[i:end]:
+                values = [(name, produced.get(source)) for name, source in unit.local]
+                if any(value is None for _, value in values):
+                    produced[unit.unit_id] = None
+                    outcomes.append(_unrun(unit))
+                    continue
+                inputs = {**unit.inputs, **{name: v for name, v in values if v is not None}}
+                runnable.append(unit._replace(inputs=inputs, local=()))
+            if runnable:
+                if timed is not None and options.timeout:
+                    timed(tuple(u.unit_id for u in runnable), options.timeout)
+                if options.batch_size:
+                    done = self._timed_batch(runnable[0].step, tuple(runnable))
+                else:
+                    done = [self._timed_one(runnable[0])]
+                if timed is not None and options.timeout:
+                    timed((), None)
+                for outcome in done:
+                    produced[outcome.unit_id] = outcome.value if outcome.error is None else None
+                outcomes += done
+            i = end
         return outcomes
 
     def _run_one(self, unit: UnitWork) -> Outcome:
@@ -203,6 +253,12 @@ class _MemorySampler:
                 return int(fh.read().split()[1]) * self._page
         except (OSError, IndexError, ValueError):
             return 0
+
+
+def _unrun(unit: UnitWork) -> Outcome:
+    """A unit of a chain that did not run because an upstream unit in its task failed: it goes
+    back to wait for that unit's retry, without spending an attempt."""
+    return Outcome(unit.unit_id, unit.fence, None, None, time.time(), 0.0, requeue=True)
 
 
 def _resource_params(

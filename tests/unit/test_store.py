@@ -145,6 +145,65 @@ def test_claims_lease_ready_units_in_order_up_to_the_limit(ledger: Store) -> Non
     assert ledger.claim("r1", ["a", "b"], 10, owner="me", lease=60) == []  # b still waits
 
 
+def test_whole_items_are_claimed_with_their_pending_units(ledger: Store, peek: Peek) -> None:
+    new_run(ledger)
+    claims = ledger.claim_items("r1", ["a", "b"], 2, owner="me", lease=60)
+    assert [(c.item_idx, c.step, c.fence, c.attempt) for c in claims] == [
+        (0, "a", 1, 1), (1, "a", 1, 1), (0, "b", 1, 1), (1, "b", 1, 1),
+    ]  # fmt: skip
+    # Item 2 has nothing leased; items 0 and 1 are held, so neither claim takes them again.
+    assert [
+        (c.item_idx, c.step) for c in ledger.claim_items("r1", ["a", "b"], 5, owner="you", lease=60)
+    ] == [(2, "a"), (2, "b")]
+    assert ledger.claim("r1", ["a", "b"], 10, owner="you", lease=60) == []
+    # Handed back unrun, a unit leased ahead of its upstream waits for it again ...
+    first_a, first_b = claims[0], claims[2]
+    assert ledger.commit("r1", [], [], [first_a, first_b]) == 0
+    location = ledger.location
+    assert sorted(peek(location, "SELECT item_idx, step, state, attempts FROM units "
+                                 "WHERE item_idx = 0")) == [
+        (0, "a", "ready", 0), (0, "b", "pending", 0)]  # fmt: skip
+    # ... and counts the upstream unit done in the same commit, whatever the order given.
+    a1, b1 = claims[1], claims[3]
+    assert ledger.commit("r1", [(a1, ok(a1.unit_id, a1.fence), ("b",))], [], [b1]) == 0
+    assert [(c.item_idx, c.step) for c in ledger.claim("r1", ["b"], 5, owner="me",
+                                                       lease=60)] == [(1, "b")]  # fmt: skip
+
+
+def test_a_chained_unit_that_fails_is_ready_for_its_retry(ledger: Store) -> None:
+    new_run(ledger, items=1)
+    a, b = ledger.claim_items("r1", ["a", "b"], 1, owner="me", lease=60)
+    error = ErrorInfo("ValueError", "bad", "tb")
+    failed = Outcome(b.unit_id, b.fence, None, error, 1.0, 0.01)
+    retry = (b, failed, UnitState.READY, 0.0, (), "retry")
+    assert ledger.commit("r1", [(a, ok(a.unit_id, a.fence), ("b",))], [retry]) == 0
+    [again] = ledger.claim("r1", ["a", "b"], 5, owner="me", lease=60)
+    assert (again.step, again.attempt) == ("b", 2)
+    assert ledger.release("r1", "me") == 1  # released, it is ready: its upstream is done
+    assert [c.step for c in ledger.claim("r1", ["b"], 5, owner="me", lease=60)] == ["b"]
+
+
+def test_a_chain_whose_lease_expires_waits_for_its_upstream_again(
+    open_ledger: Callable[[], Store],
+) -> None:
+    store, alive = open_ledger(), open_ledger()
+    new_run(store, items=1)
+    store.claim_items("r1", ["a", "b"], 1, owner="gone", lease=0.3)
+    time.sleep(0.4)
+    assert alive.heartbeat("r1", "host:1:alive", "alive", lease=60) == 2
+    assert [c.step for c in alive.claim("r1", ["a", "b"], 5, owner="alive", lease=60)] == ["a"]
+
+
+def test_items_with_a_unit_waiting_out_a_retry_are_not_claimed_whole(ledger: Store) -> None:
+    new_run(ledger, items=2)
+    [a0] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    failed = Outcome(a0.unit_id, a0.fence, None, ErrorInfo("E", "m", "t"), 1.0, 0.01)
+    later = (a0, failed, UnitState.READY, time.time() + 60, (), "retry in 60s")
+    ledger.commit("r1", [], [later])
+    assert {c.item_idx for c in ledger.claim_items("r1", ["a", "b"], 5, owner="me",
+                                                   lease=60)} == {1}  # fmt: skip
+
+
 def test_adding_items_again_adds_nothing(ledger: Store) -> None:
     new_run(ledger, items=2)
     again = [(i, f"item{i}", "record", f"k{i}", b"x", None) for i in range(3)]

@@ -17,6 +17,9 @@ class Executor(abc.ABC):
     """Runs tasks asynchronously; the scheduler submits while slots are free and collects."""
 
     name: str = "executor"
+    #: Whether it runs chains (whole items in one task) and enforces the timeouts of the steps
+    #: inside them; the scheduler only packs chains for executors that do.
+    runs_chains: bool = False
 
     @abc.abstractmethod
     def start(self) -> None:
@@ -60,11 +63,25 @@ class Executor(abc.ABC):
         self.shutdown()
 
 
-def lost(task: Task, error: ErrorInfo, started_at: float, running: bool) -> TaskResult:
-    """The result of a task whose worker went away. If it was running alone, its unit is what
-    killed the worker and fails with ``error``. If it was running with others, one of them is
-    the culprit: all are requeued as suspects, to run alone. A task that had not started is
-    simply requeued."""
+def lost(
+    task: Task,
+    error: ErrorInfo,
+    started_at: float,
+    running: bool,
+    culprits: tuple[int, ...] = (),
+) -> TaskResult:
+    """The result of a task whose worker went away. If the executor knows which units did it
+    (``culprits``: they overran their timeout), they fail with ``error`` and the rest are
+    requeued. If it was running alone, its unit is what killed the worker and fails with
+    ``error``. If it was running with others, one of them is the culprit: all are requeued as
+    suspects, to run alone. A task that had not started is simply requeued."""
+    if culprits:
+        outcomes = []
+        for unit in task.units:
+            blamed = unit.unit_id in culprits
+            outcomes.append(Outcome(unit.unit_id, unit.fence, None, error if blamed else None,
+                                    started_at, 0.0, requeue=not blamed))  # fmt: skip
+        return task.task_id, outcomes
     blame = running and len(task.units) == 1
     return task.task_id, [
         Outcome(unit.unit_id, unit.fence, None, error, started_at, 0.0, not blame, running)

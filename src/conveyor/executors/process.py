@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from conveyor.executors.base import Executor, TaskResult, lost
@@ -24,6 +24,11 @@ from conveyor.worker import Runtime
 
 #: Tasks sent to a worker ahead of the one it is running, to hide the round trip.
 PREFETCH = 2
+#: While the tasks a worker has not answered come to at most this many bytes, the scheduler
+#: writes the next one to the worker's pipe itself: the pipe's buffer (at least 64 KiB on
+#: Linux) holds them all, so the write cannot block. Otherwise the worker's feeder thread
+#: writes it (a hop to another thread, which costs the scheduler more than a small write).
+DIRECT_BYTES = 64 * 1024
 _PR_SET_PDEATHSIG = 1
 
 
@@ -32,24 +37,36 @@ class _Worker:
     process: multiprocessing.process.BaseProcess
     conn: Connection
     outbox: queue.SimpleQueue[bytes | None]
+    #: Held while a task is written to ``conn``; ``queued`` counts tasks in ``outbox`` that
+    #: the feeder has not finished writing (the scheduler writes itself only when it is 0, so
+    #: that tasks arrive in the order sent).
+    writing: threading.Lock = field(default_factory=threading.Lock)
+    queued: int = 0
     inflight: deque[tuple[Task, float]] = field(default_factory=deque)
+    sizes: deque[int] = field(default_factory=deque)  # bytes of each task in ``inflight``
     head_started: float = 0.0  # when the task at the head of ``inflight`` began to run
+    #: In a chain: the units of a step with a timeout running now, and when they must be done.
+    timed: tuple[tuple[int, ...], float, float] | None = None  # (units, deadline, timeout)
 
 
-def _feed(conn: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:
+def _feed(worker: _Worker) -> None:
     """Write queued tasks to one worker. A write blocks while the worker is busy and the pipe is
     full; doing it on this thread keeps the scheduler free to commit other workers' results."""
-    while (data := outbox.get()) is not None:
-        try:
-            conn.send_bytes(data)
-        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
-            return  # the worker died; collect() sees its sentinel and reports its tasks lost
+    while (data := worker.outbox.get()) is not None:
+        with worker.writing:
+            try:
+                worker.conn.send_bytes(data)
+            except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+                return  # the worker died; collect() sees its sentinel and reports its tasks lost
+            finally:
+                worker.queued -= 1
 
 
 class ProcessExecutor(Executor):
     """``workers`` processes forked from the coordinator; each builds its resources once."""
 
     name = "process"
+    runs_chains = True
 
     def __init__(self, runtime_factory: Callable[[], Runtime], workers: int) -> None:
         self._factory = runtime_factory
@@ -75,11 +92,9 @@ class ProcessExecutor(Executor):
         )
         process.start()
         child.close()
-        outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        threading.Thread(
-            target=_feed, args=(parent, outbox), name="conveyor-feeder", daemon=True
-        ).start()
-        return _Worker(process, parent, outbox)
+        worker = _Worker(process, parent, queue.SimpleQueue())
+        threading.Thread(target=_feed, args=(worker,), name="conveyor-feeder", daemon=True).start()
+        return worker
 
     @property
     def pids(self) -> list[int]:
@@ -96,8 +111,18 @@ class ProcessExecutor(Executor):
         worker = min(self._workers, key=lambda w: len(w.inflight))
         if not worker.inflight:
             worker.head_started = time.monotonic()
+        data = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
         worker.inflight.append((task, time.time()))
-        worker.outbox.put(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
+        worker.sizes.append(len(data))
+        with worker.writing:
+            if worker.queued == 0 and sum(worker.sizes) <= DIRECT_BYTES:
+                try:
+                    worker.conn.send_bytes(data)
+                except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+                    pass  # the worker died; collect() sees its sentinel and reports it lost
+                return
+            worker.queued += 1
+        worker.outbox.put(data)
 
     def waitables(self) -> list[Any]:
         found: list[Any] = []
@@ -108,38 +133,72 @@ class ProcessExecutor(Executor):
 
     def collect(self) -> list[TaskResult]:
         done, self._lost = self._lost, []
+        pipes: dict[Any, _Worker] = {w.conn: w for w in self._workers}
+        sentinels: dict[Any, _Worker] = {w.process.sentinel: w for w in self._workers}
+        ready = wait([*pipes, *sentinels], 0)
+        gone = {id(sentinels[r]) for r in ready if r in sentinels}  # these workers exited
+        readable = [r for r in ready if r in pipes]
+        while readable:  # one look at every pipe per round, not one per message
+            for pipe in readable:
+                worker = pipes[pipe]
+                try:
+                    self._receive(worker, worker.conn.recv_bytes(), done)
+                except (EOFError, OSError):
+                    gone.add(id(worker))
+            readable = [r for r in wait(readable, 0) if id(pipes[r]) not in gone]
         for index, worker in enumerate(self._workers):
-            try:
-                while worker.conn.poll():
-                    task_id, outcomes = pickle.loads(worker.conn.recv_bytes())
-                    worker.inflight.popleft()
-                    # Tasks run in the order sent: the next one starts now.
-                    worker.head_started = time.monotonic()
-                    done.append((task_id, outcomes))
-            except (EOFError, OSError):
-                pass
             overdue = self._overdue(worker)
             if overdue is not None:
                 worker.process.kill()  # code that never returns cannot be stopped any other way
                 worker.process.join(timeout=5)
-                done.extend(self._replace(index, worker, overdue))
-            elif not worker.process.is_alive():
+                done.extend(self._replace(index, worker, *overdue))
+            elif id(worker) in gone:
                 done.extend(self._replace(index, worker))
         return done
 
+    @staticmethod
+    def _receive(worker: _Worker, data: bytes, done: list[TaskResult]) -> None:
+        """One message from a worker: a finished task, or a chain's word on its timed units."""
+        task_id, outcomes = pickle.loads(data)
+        if task_id is None:
+            units, seconds = outcomes
+            worker.timed = None if seconds is None else (units, time.monotonic() + seconds, seconds)
+            return
+        worker.timed = None
+        worker.inflight.popleft()
+        worker.sizes.popleft()
+        # Tasks run in the order sent: the next one starts now.
+        worker.head_started = time.monotonic()
+        done.append((task_id, outcomes))
+
     def next_deadline(self) -> float | None:
-        """Seconds until the earliest running task's timeout, if any task has one."""
+        """Seconds until the earliest running task's (or chain unit's) timeout, if any."""
+        now = time.monotonic()
         waits = [
-            w.head_started + (w.inflight[0][0].timeout or 0.0) - time.monotonic()
+            w.head_started + (w.inflight[0][0].timeout or 0.0) - now
             for w in self._workers
             if w.inflight and w.inflight[0][0].timeout is not None
         ]
+        waits += [w.timed[1] - now for w in self._workers if w.timed is not None]
         return max(0.0, min(waits)) if waits else None
 
-    def _overdue(self, worker: _Worker) -> ErrorInfo | None:
+    def _overdue(self, worker: _Worker) -> tuple[ErrorInfo, tuple[int, ...]] | None:
+        """Why the worker must be killed for a timeout, and the units to blame (none: the
+        whole task overran), or None."""
         if not worker.inflight:
             return None
         task = worker.inflight[0][0]
+        if worker.timed is not None:
+            units, deadline, timeout = worker.timed
+            if time.monotonic() <= deadline:
+                return None
+            step = next((u.step for u in task.units if u.unit_id == units[0]), "a step")
+            return ErrorInfo(
+                "TimeoutError",
+                f"{step} ran longer than its timeout of {timeout:g}s; its worker process "
+                f"{worker.process.pid} was killed and replaced",
+                "",
+            ), units
         if task.timeout is None or time.monotonic() - worker.head_started <= task.timeout:
             return None
         return ErrorInfo(
@@ -147,12 +206,19 @@ class ProcessExecutor(Executor):
             f"{task.describe()} ran longer than its timeout of {task.timeout:g}s; its worker "
             f"process {worker.process.pid} was killed and replaced",
             "",
-        )
+        ), ()
 
     def _replace(
-        self, index: int, worker: _Worker, cause: ErrorInfo | None = None
+        self,
+        index: int,
+        worker: _Worker,
+        cause: ErrorInfo | None = None,
+        culprits: tuple[int, ...] = (),
     ) -> list[TaskResult]:
         worker.process.join(timeout=1)
+        if worker.process.is_alive():  # its pipe broke but it lives on: it is of no more use
+            worker.process.kill()
+            worker.process.join(timeout=1)
         code = worker.process.exitcode
         how = _describe_exit(code)
         results = []
@@ -162,7 +228,8 @@ class ProcessExecutor(Executor):
                 f"worker process {worker.process.pid} {how} while running {task.describe()}",
                 "",
             )
-            results.append(lost(task, error, started, running=position == 0))
+            blamed = culprits if position == 0 else ()
+            results.append(lost(task, error, started, running=position == 0, culprits=blamed))
         worker.outbox.put(None)
         worker.conn.close()
         self._workers[index] = self._spawn()
@@ -216,6 +283,10 @@ def _worker_main(
     for other in inherited:
         other.close()
     runtime = factory()
+
+    def timed(units: tuple[int, ...], seconds: float | None) -> None:
+        conn.send_bytes(pickle.dumps((None, (units, seconds)), protocol=pickle.HIGHEST_PROTOCOL))
+
     while True:
         try:
             data = conn.recv_bytes()
@@ -224,7 +295,7 @@ def _worker_main(
         if not data:
             break
         task: Task = pickle.loads(data)
-        outcomes = runtime.run_task(task)
+        outcomes = runtime.run_task(task, timed if task.chain else None)
         conn.send_bytes(pickle.dumps((task.task_id, outcomes), protocol=pickle.HIGHEST_PROTOCOL))
     conn.close()
     os._exit(0)

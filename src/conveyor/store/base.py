@@ -109,6 +109,16 @@ class Store(abc.ABC):
         """Lease up to ``limit`` ready units of ``steps`` to ``owner`` for ``lease`` seconds."""
 
     @abc.abstractmethod
+    def claim_items(
+        self, run_id: str, steps: Sequence[str], limit: int, *, owner: str, lease: float
+    ) -> list[Claim]:
+        """Lease whole items: every ready or pending unit of ``steps`` of up to ``limit`` items
+        that have a unit of ``steps`` ready and none of them leased or waiting out a retry
+        delay. The pending ones are leased ahead of their upstream units, to run after them in
+        the same task; handed back unrun (:meth:`commit`'s ``requeue``) they wait for them
+        again."""
+
+    @abc.abstractmethod
     def load_items(self, run_id: str, idxs: Sequence[int]) -> dict[int, ItemRow]:
         """The stored items at these indexes."""
 
@@ -128,7 +138,9 @@ class Store(abc.ABC):
     ) -> int:
         """In one transaction: store results, mark units ``done`` and promote their dependents;
         record failures (``failed`` with dependents skipped, or ``ready`` again for a retry not
-        before the given time); put ``requeue`` units back without spending an attempt. Every
+        before the given time); put ``requeue`` units back without spending an attempt (to
+        wait for their upstream units again where they were leased ahead of them; before
+        anything is promoted, so that the upstream units done here count for them). Every
         update is fenced by the unit's lease: return how many were stale (lease lost) and
         ignored."""
 
@@ -162,6 +174,10 @@ class Store(abc.ABC):
         self, run_id: str, item_id: str
     ) -> list[tuple[str, UnitState, bytes | None, str | None, str | None]]:
         """(step, state, pickled result, error type, error message) of one item's units."""
+
+    @abc.abstractmethod
+    def item_index(self, run_id: str, item_id: str) -> int | None:
+        """The index of the newest version of the item ``item_id`` in the run, if it has one."""
 
     @abc.abstractmethod
     def latest_run_with_item(self, pipeline: str, source: str, item_id: str) -> str | None:

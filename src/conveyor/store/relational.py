@@ -210,6 +210,16 @@ class RelationalStore(Store):
     def claim(
         self, run_id: str, steps: Sequence[str], limit: int, *, owner: str, lease: float
     ) -> list[Claim]:
+        return self._claim("claim", run_id, steps, limit, owner, lease)
+
+    def claim_items(
+        self, run_id: str, steps: Sequence[str], limit: int, *, owner: str, lease: float
+    ) -> list[Claim]:
+        return self._claim("claim_items", run_id, steps, limit, owner, lease)
+
+    def _claim(
+        self, query: str, run_id: str, steps: Sequence[str], limit: int, owner: str, lease: float
+    ) -> list[Claim]:
         now = time.time()
         params = {
             "run_id": run_id,
@@ -220,7 +230,7 @@ class RelationalStore(Store):
             "expires": now + lease,
         }
         with self._write():
-            rows = self._execute("claim", params).fetchall()
+            rows = self._execute(query, params).fetchall()
         return [Claim(*row) for row in sorted(rows)]
 
     def load_items(self, run_id: str, idxs: Sequence[int]) -> dict[int, ItemRow]:
@@ -425,6 +435,10 @@ class RelationalStore(Store):
                 ],
             )  # fmt: skip
             self._execute("set_signature", {"id": run_id, "signature": signature})
+
+    def item_index(self, run_id: str, item_id: str) -> int | None:
+        row = self._execute("item_index", {"run_id": run_id, "item_id": item_id}).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def latest_run_with_item(self, pipeline: str, source: str, item_id: str) -> str | None:
         row = self._execute(

@@ -40,7 +40,9 @@ UPDATE runs SET state = 'running', coordinator = %(coordinator)s, heartbeat_at =
 WHERE id = %(id)s;
 
 -- name: release_all_running
-UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+-- A unit leased ahead of its upstream units (in an item's chain) goes back to waiting for them.
+UPDATE units SET state = CASE WHEN waiting > 0 THEN 'pending' ELSE 'ready' END,
+                 attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
 WHERE run_id = %(run_id)s AND state = 'running';
 
 -- name: mark_planned
@@ -54,7 +56,9 @@ UPDATE units SET lease_expires = %(expires)s
 WHERE run_id = %(run_id)s AND state = 'running' AND lease_owner = %(owner)s;
 
 -- name: expire_leases
-UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+-- A unit leased ahead of its upstream units (in an item's chain) goes back to waiting for them.
+UPDATE units SET state = CASE WHEN waiting > 0 THEN 'pending' ELSE 'ready' END,
+                 attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
 WHERE run_id = %(run_id)s AND state = 'running' AND lease_expires < %(now)s;
 
 -- name: find_resumable
@@ -106,6 +110,37 @@ FROM picked
 WHERE u.id = picked.id
 RETURNING u.id, u.item_idx, u.step, u.key, u.fence, u.attempts;
 
+-- name: claim_items
+-- Whole items: every ready or pending unit of :steps of up to :limit items that have a unit
+-- ready now and no unit of :steps leased or waiting out a retry delay. A pending unit is
+-- leased ahead of its upstream units, to run after them in the same task. Rows another
+-- transaction holds are skipped: a coordinator may get part of an item, and hands back what it
+-- cannot run.
+WITH picked AS (
+    SELECT u.id FROM units u
+    WHERE u.run_id = %(run_id)s AND u.state IN ('ready', 'pending')
+      AND u.step = ANY(ARRAY(SELECT json_array_elements_text(%(steps)s::json)))
+      AND u.item_idx IN (
+        SELECT r.item_idx FROM units r
+        WHERE r.run_id = %(run_id)s AND r.state = 'ready'
+          AND r.step = ANY(ARRAY(SELECT json_array_elements_text(%(steps)s::json)))
+          AND (r.not_before IS NULL OR r.not_before <= %(now)s)
+          AND NOT EXISTS (
+            SELECT 1 FROM units o
+            WHERE o.run_id = r.run_id AND o.item_idx = r.item_idx
+              AND o.step = ANY(ARRAY(SELECT json_array_elements_text(%(steps)s::json)))
+              AND (o.state = 'running' OR (o.state = 'ready' AND o.not_before > %(now)s)))
+        ORDER BY r.id LIMIT %(limit)s
+      )
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE units u
+SET state = 'running', fence = u.fence + 1, attempts = u.attempts + 1,
+    lease_owner = %(owner)s, lease_expires = %(expires)s, started_at = %(now)s
+FROM picked
+WHERE u.id = picked.id
+RETURNING u.id, u.item_idx, u.step, u.key, u.fence, u.attempts;
+
 -- name: load_items
 SELECT idx, item_id, kind, payload, error FROM items
 WHERE run_id = %(run_id)s
@@ -145,6 +180,7 @@ SET state = %(state)s, finished_at = %(finished_at)s, duration = %(duration)s,
     not_before = %(not_before)s,
     ready_at = CASE WHEN %(state)s::text = 'ready'
                     THEN coalesce(%(not_before)s::float8, %(finished_at)s::float8) END,
+    waiting = CASE WHEN %(state)s::text = 'ready' THEN 0 ELSE waiting END,
     error_type = %(error_type)s,
     error_message = %(error_message)s, traceback = %(traceback)s,
     error_signature = %(signature)s
@@ -179,11 +215,15 @@ WHERE run_id = %(run_id)s AND item_idx = %(item_idx)s AND state IN ('pending', '
   AND step = ANY(ARRAY(SELECT json_array_elements_text(%(steps)s::json)));
 
 -- name: requeue
-UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+-- A unit leased ahead of its upstream units (in an item's chain) goes back to waiting for them.
+UPDATE units SET state = CASE WHEN waiting > 0 THEN 'pending' ELSE 'ready' END,
+                 attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
 WHERE id = %s AND fence = %s AND state = 'running';
 
 -- name: release_running
-UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+-- A unit leased ahead of its upstream units (in an item's chain) goes back to waiting for them.
+UPDATE units SET state = CASE WHEN waiting > 0 THEN 'pending' ELSE 'ready' END,
+                 attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
 WHERE run_id = %(run_id)s AND state = 'running' AND lease_owner = %(owner)s;
 
 -- name: get_run
@@ -311,6 +351,9 @@ ORDER BY i.idx DESC, u.id;
 -- name: unfinished_items
 SELECT count(DISTINCT item_idx) FROM units
 WHERE run_id = %(run_id)s AND state IN ('pending', 'ready', 'running');
+
+-- name: item_index
+SELECT max(idx) FROM items WHERE run_id = %(run_id)s AND item_id = %(item_id)s;
 
 -- name: latest_run_with_item
 SELECT r.id FROM runs r

@@ -27,7 +27,9 @@ UPDATE runs SET state = 'running', coordinator = :coordinator, heartbeat_at = :n
 WHERE id = :id;
 
 -- name: release_all_running
-UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+-- A unit leased ahead of its upstream units (in an item's chain) goes back to waiting for them.
+UPDATE units SET state = CASE WHEN waiting > 0 THEN 'pending' ELSE 'ready' END,
+                 attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
 WHERE run_id = :run_id AND state = 'running';
 
 -- name: mark_planned
@@ -41,7 +43,9 @@ UPDATE units SET lease_expires = :expires
 WHERE run_id = :run_id AND state = 'running' AND lease_owner = :owner;
 
 -- name: expire_leases
-UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+-- A unit leased ahead of its upstream units (in an item's chain) goes back to waiting for them.
+UPDATE units SET state = CASE WHEN waiting > 0 THEN 'pending' ELSE 'ready' END,
+                 attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
 WHERE run_id = :run_id AND state = 'running' AND lease_expires < :now;
 
 -- name: find_resumable
@@ -78,6 +82,30 @@ WHERE id IN (
 )
 RETURNING id, item_idx, step, key, fence, attempts;
 
+-- name: claim_items
+-- Whole items: every ready or pending unit of :steps of up to :limit items that have a unit
+-- ready now and no unit of :steps leased or waiting out a retry delay. A pending unit is
+-- leased ahead of its upstream units, to run after them in the same task.
+UPDATE units
+SET state = 'running', fence = fence + 1, attempts = attempts + 1, lease_owner = :owner,
+    lease_expires = :expires, started_at = :now
+-- (+ keeps SQLite on the index by item: by state it would read every pending unit of the run)
+WHERE run_id = :run_id AND +state IN ('ready', 'pending')
+  AND +step IN (SELECT value FROM json_each(:steps))
+  AND item_idx IN (
+    SELECT r.item_idx FROM units r
+    WHERE r.run_id = :run_id AND r.state = 'ready'
+      AND r.step IN (SELECT value FROM json_each(:steps))
+      AND (r.not_before IS NULL OR r.not_before <= :now)
+      AND NOT EXISTS (
+        SELECT 1 FROM units o
+        WHERE o.run_id = r.run_id AND o.item_idx = r.item_idx
+          AND o.step IN (SELECT value FROM json_each(:steps))
+          AND (o.state = 'running' OR (o.state = 'ready' AND o.not_before > :now)))
+    ORDER BY r.id LIMIT :limit
+)
+RETURNING id, item_idx, step, key, fence, attempts;
+
 -- name: load_items
 SELECT idx, item_id, kind, payload, error FROM items
 WHERE run_id = :run_id AND idx IN (SELECT value FROM json_each(:idxs));
@@ -105,6 +133,7 @@ UPDATE units
 SET state = :state, finished_at = :finished_at, duration = :duration, started_at = :started_at,
     lease_owner = NULL, lease_expires = NULL, not_before = :not_before,
     ready_at = CASE WHEN :state = 'ready' THEN coalesce(:not_before, :finished_at) END,
+    waiting = CASE WHEN :state = 'ready' THEN 0 ELSE waiting END,
     error_type = :error_type, error_message = :error_message, traceback = :traceback,
     error_signature = :signature
 WHERE id = :id AND fence = :fence AND state = 'running';
@@ -130,11 +159,15 @@ WHERE run_id = :run_id AND item_idx = :item_idx AND state IN ('pending', 'ready'
   AND step IN (SELECT value FROM json_each(:steps));
 
 -- name: requeue
-UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+-- A unit leased ahead of its upstream units (in an item's chain) goes back to waiting for them.
+UPDATE units SET state = CASE WHEN waiting > 0 THEN 'pending' ELSE 'ready' END,
+                 attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
 WHERE id = ? AND fence = ? AND state = 'running';
 
 -- name: release_running
-UPDATE units SET state = 'ready', attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
+-- A unit leased ahead of its upstream units (in an item's chain) goes back to waiting for them.
+UPDATE units SET state = CASE WHEN waiting > 0 THEN 'pending' ELSE 'ready' END,
+                 attempts = attempts - 1, lease_owner = NULL, lease_expires = NULL
 WHERE run_id = :run_id AND state = 'running' AND lease_owner = :owner;
 
 -- name: get_run
@@ -249,6 +282,9 @@ JOIN units u ON u.run_id = i.run_id AND u.item_idx = i.idx
 LEFT JOIN results r ON r.key = u.key AND u.state IN ('done', 'cached')
 WHERE i.run_id = :run_id AND i.item_id = :item_id
 ORDER BY i.idx DESC, u.id;
+
+-- name: item_index
+SELECT max(idx) FROM items WHERE run_id = :run_id AND item_id = :item_id;
 
 -- name: latest_run_with_item
 SELECT r.id FROM runs r
