@@ -170,6 +170,21 @@ def test_whole_items_are_claimed_with_their_pending_units(ledger: Store, peek: P
                                                        lease=60)] == [(1, "b")]  # fmt: skip
 
 
+def test_a_unit_leased_ahead_counts_an_upstream_another_coordinator_finished(
+    open_ledger: Callable[[], Store],
+) -> None:
+    # Two coordinators may split an item (PostgreSQL skips rows another claim holds): one
+    # commits the upstream unit while the other still holds the dependent, then hands it back.
+    mine, theirs = open_ledger(), open_ledger()
+    new_run(mine, items=1)
+    a_ahead, b = theirs.claim_items("r1", ["a", "b"], 1, owner="theirs", lease=60)
+    assert theirs.commit("r1", [], [], [a_ahead]) == 0  # keeps b, leased ahead of a
+    [a] = mine.claim("r1", ["a"], 1, owner="mine", lease=60)
+    assert mine.commit("r1", [(a, ok(a.unit_id, a.fence), ("b",))], []) == 0
+    assert theirs.commit("r1", [], [], [b]) == 0  # handed back once its upstream is done
+    assert [c.step for c in mine.claim("r1", ["b"], 5, owner="mine", lease=60)] == ["b"]
+
+
 def test_a_chained_unit_that_fails_is_ready_for_its_retry(ledger: Store) -> None:
     new_run(ledger, items=1)
     a, b = ledger.claim_items("r1", ["a", "b"], 1, owner="me", lease=60)

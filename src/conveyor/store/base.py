@@ -139,10 +139,10 @@ class Store(abc.ABC):
         """In one transaction: store results, mark units ``done`` and promote their dependents;
         record failures (``failed`` with dependents skipped, or ``ready`` again for a retry not
         before the given time); put ``requeue`` units back without spending an attempt (to
-        wait for their upstream units again where they were leased ahead of them; before
-        anything is promoted, so that the upstream units done here count for them). Every
-        update is fenced by the unit's lease: return how many were stale (lease lost) and
-        ignored."""
+        wait for their upstream units again where they were leased ahead of them: a unit
+        leased ahead counts its upstream units that finish meanwhile, whoever commits them).
+        Every update is fenced by the unit's lease: return how many were stale (lease lost)
+        and ignored."""
 
     @abc.abstractmethod
     def release(self, run_id: str, owner: str) -> int:

@@ -198,14 +198,17 @@ SET started_at = excluded.started_at, duration = excluded.duration,
 
 -- name: promote
 -- batch: (run id, item index, step, how many of its upstream units just finished, now)
+-- A unit leased ahead of its upstream units (in a chain) counts them too, so that it is ready
+-- if it is handed back unrun.
 UPDATE units u
-SET waiting = u.waiting - v.n, state = CASE WHEN u.waiting <= v.n THEN 'ready' ELSE u.state END,
-    ready_at = CASE WHEN u.waiting <= v.n THEN v.now ELSE u.ready_at END
+SET waiting = u.waiting - v.n,
+    state = CASE WHEN u.state = 'pending' AND u.waiting <= v.n THEN 'ready' ELSE u.state END,
+    ready_at = CASE WHEN u.state = 'pending' AND u.waiting <= v.n THEN v.now ELSE u.ready_at END
 FROM (SELECT r->>0 AS run_id, (r->>1)::bigint AS item_idx, r->>2 AS step,
              (r->>3)::integer AS n, (r->>4)::float8 AS now
       FROM json_array_elements(%s::json) AS r) AS v
 WHERE u.run_id = v.run_id AND u.item_idx = v.item_idx AND u.step = v.step
-  AND u.state = 'pending';
+  AND u.state IN ('pending', 'running');
 
 -- name: skip
 UPDATE units

@@ -146,10 +146,13 @@ VALUES (:id, :attempt, :started_at, :duration, :error_type, :error_message, :tra
 
 -- name: promote
 -- (run id, item index, step, how many of its upstream units just finished)
+-- A unit leased ahead of its upstream units (in a chain) counts them too, so that it is ready
+-- if it is handed back unrun.
 UPDATE units
-SET waiting = waiting - ?4, state = CASE WHEN waiting <= ?4 THEN 'ready' ELSE state END,
-    ready_at = CASE WHEN waiting <= ?4 THEN ?5 ELSE ready_at END
-WHERE run_id = ?1 AND item_idx = ?2 AND step = ?3 AND state = 'pending';
+SET waiting = waiting - ?4,
+    state = CASE WHEN state = 'pending' AND waiting <= ?4 THEN 'ready' ELSE state END,
+    ready_at = CASE WHEN state = 'pending' AND waiting <= ?4 THEN ?5 ELSE ready_at END
+WHERE run_id = ?1 AND item_idx = ?2 AND step = ?3 AND state IN ('pending', 'running');
 
 -- name: skip
 UPDATE units
