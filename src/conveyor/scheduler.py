@@ -131,8 +131,8 @@ class Scheduler:
         }
         self._running: dict[str, int] = dict.fromkeys(steps, 0)
         # Units requeued after a worker died beside them: they run one per task until the
-        # unit that kills workers is found.
-        self._isolate: set[int] = set()
+        # unit that kills workers is found (unit id -> its item and step; no chains meanwhile).
+        self._isolate: dict[int, tuple[int, str]] = {}
         self._wakeup: int | None = None
         #: Lanes that run whole items as chains: one task per item (or a few), its units one
         #: after another in the worker, instead of a round trip through the ledger per step.
@@ -416,9 +416,9 @@ class Scheduler:
                 if outcome.requeue:
                     requeue.append(claim)
                     if outcome.suspect:
-                        self._isolate.add(claim.unit_id)
+                        self._isolate[claim.unit_id] = (claim.item_idx, claim.step)
                     continue
-                self._isolate.discard(claim.unit_id)
+                self._isolate.pop(claim.unit_id, None)
                 self._learn(claim.step, outcome.duration, outcome.error is None)
                 finished_steps.add(claim.step)
                 cpu[claim.step] = cpu.get(claim.step, 0.0) + outcome.cpu
@@ -439,6 +439,8 @@ class Scheduler:
                         (claim, outcome, UnitState.DEAD, None, descendants, _describe(decision))
                     )
                     state = UnitState.DEAD
+                    if self._isolate:  # suspects it skips will never come back to run alone
+                        self._unsuspect(claim.item_idx, descendants)
                     for skipped in self._descendants[claim.step]:
                         tally[(skipped, UnitState.SKIPPED)] = (
                             tally.get((skipped, UnitState.SKIPPED), 0) + 1
@@ -459,6 +461,11 @@ class Scheduler:
         if self._observer is not None:
             for (step, state), count in tally.items():
                 self._observer.advanced(step, state, count)
+
+    def _unsuspect(self, item_idx: int, steps: Sequence[str]) -> None:
+        for unit_id, (idx, step) in list(self._isolate.items()):
+            if idx == item_idx and step in steps:
+                del self._isolate[unit_id]
 
     def _log_failures(self, failed: list[Failed], results: list[TaskResult]) -> None:
         """One event per failed attempt (its exception, logged once), and one per worker lost."""

@@ -30,6 +30,8 @@ def _once(item: cv.Item, what: str) -> bool:
 def parse(item: cv.Item) -> dict[str, Any]:
     if item["mode"] == "kill" and _once(item, "killed"):
         os._exit(3)  # the worker dies in the middle of the item's chain
+    if item["mode"] == "killer":
+        os._exit(3)  # every time
     return {"n": int(item["n"]), "mode": item["mode"], "pid": os.getpid()}
 
 
@@ -159,3 +161,19 @@ def test_a_watcher_is_told_once_its_item_may_have_finished(
         stream.watch("no such item", never.set)()  # an item it does not have: nothing to tell
         assert stream.result(submit(stream, tmp_path, "m"), timeout=30)["double"] == 4
         assert not never.is_set()
+
+
+def test_a_unit_that_always_kills_its_worker_ends_dead_and_chains_resume(
+    store_path: Path, tmp_path: Path, peek: Peek
+) -> None:
+    with pipe.stream(store=store_path, workers=2) as stream:
+        killer = submit(stream, tmp_path, "x", "killer")
+        with pytest.raises(cv.StepError, match="step 'parse' failed on item 'x': WorkerLost"):
+            stream.result(killer, timeout=30)
+        later = [submit(stream, tmp_path, f"l{n}", n=n) for n in range(8)]
+        results = [stream.result(i, timeout=30) for i in later]
+    assert [r["double"] for r in results] == [2 * (n + 1) for n in range(8)]
+    assert all(len(r["total"]["pids"]) == 1 for r in results)  # chains again, once it is dead
+    units = attempts(peek, str(store_path), "x")
+    assert units["parse"][0] == "dead"
+    assert {state for step, (state, _) in units.items() if step != "parse"} == {"skipped"}
