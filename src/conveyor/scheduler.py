@@ -25,7 +25,7 @@ from conveyor.executors.base import Executor, TaskResult
 from conveyor.logs import event, logger
 from conveyor.retry import RetryDecision, classify, decide
 from conveyor.store.base import Done, Failed, Store
-from conveyor.units import Claim, ErrorInfo, LiveStats, Task, UnitState, UnitWork
+from conveyor.units import Claim, ErrorInfo, ItemRow, LiveStats, Task, UnitState, UnitWork
 
 #: How long a claimed unit stays leased before another coordinator may take it. The holder
 #: extends its leases every ``HEARTBEAT_SECONDS`` while it lives.
@@ -242,9 +242,7 @@ class Scheduler:
                 claims += self.store.claim(
                     self.run_id, [step], room, owner=self.owner, lease=self.lease
                 )
-        for claim in claims:
-            self._inflight[claim.unit_id] = claim
-            self._running[claim.step] += 1
+        self._hold(claims)
         return claims
 
     def _claim_items(self, lane: _Lane, free: int) -> list[Claim]:
@@ -255,10 +253,13 @@ class Scheduler:
         claims = self.store.claim_items(
             self.run_id, lane.steps, free * per_task, owner=self.owner, lease=self.lease
         )
+        self._hold(claims)
+        return claims
+
+    def _hold(self, claims: list[Claim]) -> None:
         for claim in claims:
             self._inflight[claim.unit_id] = claim
             self._running[claim.step] += 1
-        return claims
 
     def _fixed(self, step: str) -> bool:
         options = self.graph.nodes[step].step.options
@@ -278,16 +279,23 @@ class Scheduler:
         ceiling = self._ceiling.get(step, 1)
         return max(1, min(ceiling, int(TASK_SECONDS / max(mean, 1e-6))))
 
-    def _pack(self, claims: list[Claim], free: int) -> list[Task]:
-        """Turn claims into tasks: batched steps by ``batch_size``; units that must run alone
-        (thread steps, suspects after a worker died) one per task; the rest spread evenly over
-        the free slots, whatever their step, so each task carries a useful amount of work."""
+    def _fetch(
+        self, claims: list[Claim]
+    ) -> tuple[dict[int, ItemRow], dict[tuple[int, str], bytes]]:
+        """The stored items the claimed units take, and the finished results of their upstream
+        steps, by (item index, step)."""
         idxs = sorted({c.item_idx for c in claims})
         steps = {c.step for c in claims}
         uses_item = any(self.graph.nodes[s].uses_item for s in steps)
         items = self.store.load_items(self.run_id, idxs) if uses_item else {}
         upstream = sorted({u for s in steps for u in self.graph.nodes[s].upstream})
-        inputs = self.store.load_inputs(self.run_id, idxs, upstream)
+        return items, self.store.load_inputs(self.run_id, idxs, upstream)
+
+    def _pack(self, claims: list[Claim], free: int) -> list[Task]:
+        """Turn claims into tasks: batched steps by ``batch_size``; units that must run alone
+        (thread steps, suspects after a worker died) one per task; the rest spread evenly over
+        the free slots, whatever their step, so each task carries a useful amount of work."""
+        items, inputs = self._fetch(claims)
         batches: dict[str, list[UnitWork]] = {}
         alone: list[tuple[UnitWork, str | None]] = []
         rest: list[UnitWork] = []
@@ -332,12 +340,7 @@ class Scheduler:
         """Turn whole items into chain tasks, their items spread evenly over the free slots.
         A unit whose upstream unit is neither finished nor in the chain (another coordinator
         holds it) cannot run here: it goes straight back to wait for it."""
-        idxs = sorted({c.item_idx for c in claims})
-        steps = {c.step for c in claims}
-        uses_item = any(self.graph.nodes[s].uses_item for s in steps)
-        items = self.store.load_items(self.run_id, idxs) if uses_item else {}
-        upstream = sorted({u for s in steps for u in self.graph.nodes[s].upstream} - steps)
-        inputs = self.store.load_inputs(self.run_id, idxs, upstream)
+        items, inputs = self._fetch(claims)
         by_item: dict[int, list[Claim]] = {}
         for c in sorted(claims, key=lambda c: (c.item_idx, self._order[c.step])):
             by_item.setdefault(c.item_idx, []).append(c)

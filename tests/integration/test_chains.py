@@ -4,6 +4,7 @@ with the same retries, timeouts, dead-letter queue and ledger as units run one b
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable
@@ -177,3 +178,49 @@ def test_a_unit_that_always_kills_its_worker_ends_dead_and_chains_resume(
     units = attempts(peek, str(store_path), "x")
     assert units["parse"][0] == "dead"
     assert {state for step, (state, _) in units.items() if step != "parse"} == {"skipped"}
+
+
+two = cv.Pipeline("two-steps")
+
+
+@two.step
+def first(item: cv.Item) -> int:
+    return int(item["n"])
+
+
+@two.step
+def then(first: int) -> int:
+    return first + 1
+
+
+def test_a_chain_takes_finished_upstream_results_from_the_ledger(
+    store_location: str, peek: Peek
+) -> None:
+    # Item 0 has `first` done and `then` ready (as after a retry); item 1 is fresh. Claimed
+    # together, item 0's `then` reads `first` from the ledger and runs: nothing goes back.
+    from conveyor.planner import plan_run
+    from conveyor.scheduler import Scheduler
+    from conveyor.sources import items_from_iterable
+    from conveyor.store import open_store
+    from conveyor.units import Outcome
+
+    graph = two.validate().graph
+    store = open_store(store_location)
+    steps = list(graph.order)
+    store.create_run("r", pipeline="two-steps", pipeline_file=None, source="t", steps=steps,
+                     options={})  # fmt: skip
+    items = items_from_iterable([{"n": 1}, {"n": 2}], None)
+    plan_run(store, "r", graph, steps, items, force=set(), resource_versions={})
+    [done_first] = store.claim("r", ["first"], 1, owner="me", lease=60)
+    value = Outcome(done_first.unit_id, done_first.fence, pickle.dumps(1), None, 0.0, 0.0)
+    store.commit("r", [(done_first, value, ("then",))], [])
+    claims = store.claim_items("r", steps, 5, owner="me", lease=60)
+    assert sorted((c.item_idx, c.step) for c in claims) == [(0, "then"), (1, "first"),
+                                                            (1, "then")]  # fmt: skip
+    scheduler = Scheduler(store, "r", graph, steps, {}, owner="me", chains=True)
+    [task] = scheduler._pack_chains(claims, free=1)
+    assert task.chain and len(task.units) == 3
+    item0_then = next(u for u in task.units if u.unit_id == claims[0].unit_id)
+    assert pickle.loads(item0_then.inputs["first"]) == 1 and item0_then.local == ()
+    assert peek(store_location, "SELECT count(*) FROM units WHERE state = 'running'") == [(3,)]
+    store.close()
