@@ -188,25 +188,21 @@ class ProcessExecutor(Executor):
         if not worker.inflight:
             return None
         task = worker.inflight[0][0]
-        if worker.timed is not None:
+        if worker.timed is not None:  # a chain runs a step with a timeout
             units, deadline, timeout = worker.timed
             if time.monotonic() <= deadline:
                 return None
-            step = next((u.step for u in task.units if u.unit_id == units[0]), "a step")
-            return ErrorInfo(
-                "TimeoutError",
-                f"{step} ran longer than its timeout of {timeout:g}s; its worker process "
-                f"{worker.process.pid} was killed and replaced",
-                "",
-            ), units
-        if task.timeout is None or time.monotonic() - worker.head_started <= task.timeout:
+            what = next((u.step for u in task.units if u.unit_id == units[0]), "a step")
+        elif task.timeout is not None and time.monotonic() - worker.head_started > task.timeout:
+            units, timeout, what = (), task.timeout, task.describe()
+        else:
             return None
         return ErrorInfo(
             "TimeoutError",
-            f"{task.describe()} ran longer than its timeout of {task.timeout:g}s; its worker "
-            f"process {worker.process.pid} was killed and replaced",
+            f"{what} ran longer than its timeout of {timeout:g}s; its worker process "
+            f"{worker.process.pid} was killed and replaced",
             "",
-        ), ()
+        ), units
 
     def _replace(
         self,
