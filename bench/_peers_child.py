@@ -214,7 +214,7 @@ class Conveyor(Backend):
 
         import conveyor as cv
         from conveyor.errors import UsageError
-        from conveyor.runner import run_pipeline
+        from conveyor.interfaces.api import run_pipeline
         from conveyor.store import open_store
 
         self.core = core
@@ -222,7 +222,8 @@ class Conveyor(Backend):
         if self.executor is not None:
             if "executor" not in inspect.signature(run_pipeline).parameters:
                 raise NotAvailable(
-                    "not available: conveyor.runner.run_pipeline has no executor parameter yet"
+                    "not available: conveyor.interfaces.api.run_pipeline has no executor "
+                    "parameter yet"
                 )
             self.extra["executor"] = self.executor
         if self.store_kind == "postgresql":
@@ -293,7 +294,7 @@ class Conveyor(Backend):
                 )
             unit_cpu = None
             if pipe is self.cpu_pipe:
-                from conveyor.export import rows
+                from conveyor.interfaces.export import rows
                 from conveyor.store import open_store
 
                 ledger = open_store(store)

@@ -49,7 +49,7 @@ from _common import Scratch, calibrate, load_note, median, say, spin, timed
 from rich.table import Table
 
 import conveyor as cv
-from conveyor.export import rows as export_rows
+from conveyor.interfaces.export import rows as export_rows
 from conveyor.store import open_store
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import uvicorn
 
-from conveyor.dashboard import create_dashboard_app
+from conveyor.core.units import ErrorInfo, Outcome, UnitState
+from conveyor.interfaces.http.dashboard import create_dashboard_app
 from conveyor.store import Store, open_store
-from conveyor.units import ErrorInfo, Outcome, UnitState
 
 BATCH = 5000
 

@@ -17,7 +17,7 @@ Sections:
    ``finished_at`` (commit times) throughput is counted in 250 ms windows: the pre-kill rate is
    the median window over the 2 s before the kill; recovery is the start of the first window
    after the kill at >= 0.9x that rate whose next 2 s average >= 0.9x too. The target is
-   2x the lease (visibility timeout, ``conveyor.scheduler.LEASE_SECONDS``); a dead worker is
+   2x the lease (visibility timeout, ``scheduling.scheduler.LEASE_SECONDS``); a dead worker is
    noticed by its process sentinel, not by an expired lease, so the real figure is far lower.
    The time until the replacement worker process appears is measured by polling ``/proc``.
 2. Durability overhead: no-op units through ``pipe.run(..., workers=2)`` with leases and
@@ -56,7 +56,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import conveyor as cv
-import conveyor.scheduler as scheduler
+import conveyor.scheduling.scheduler as scheduler
 from conveyor.store.sqlite import SQLiteStore
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -445,7 +445,7 @@ def noop(item: Any) -> None:
 
 @contextmanager
 def heartbeat_every(seconds: float | None) -> Iterator[None]:
-    """Set ``conveyor.scheduler.HEARTBEAT_SECONDS`` for the block (None: leave it)."""
+    """Set ``conveyor.scheduling.scheduler.HEARTBEAT_SECONDS`` for the block (None: leave it)."""
     saved = scheduler.HEARTBEAT_SECONDS
     if seconds is not None:
         scheduler.HEARTBEAT_SECONDS = seconds

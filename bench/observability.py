@@ -33,7 +33,7 @@ from _common import MetricRow, Results, Scratch, load_note, median, say, timed
 from prometheus_client.parser import text_string_to_metric_families
 
 import conveyor as cv
-from conveyor.alarms import rules
+from conveyor.definition.alarms import rules
 
 WORKERS = 2
 TARGET = 0.90

@@ -58,7 +58,7 @@ import _common
 from _common import Scratch, calibrate, load_note, median, say, spin
 
 import conveyor as cv
-from conveyor.stream import Stream
+from conveyor.scheduling.stream import Stream
 
 WORKERS = 2
 #: Items per second fed to both sections.

@@ -11,6 +11,9 @@ in parallel, durable and resumable.
 
 from __future__ import annotations
 
+from conveyor.core.units import RunState, UnitState
+from conveyor.definition.pipeline import Pipeline
+from conveyor.definition.retry import Retry
 from conveyor.errors import (
     ConveyorError,
     DefinitionError,
@@ -20,11 +23,8 @@ from conveyor.errors import (
     StoreError,
     UsageError,
 )
-from conveyor.item import Item, ItemKind
-from conveyor.pipeline import Pipeline
-from conveyor.retry import Retry
-from conveyor.runner import RunReport
-from conveyor.units import RunState, UnitState
+from conveyor.interfaces.api import RunReport
+from conveyor.sources.item import Item, ItemKind
 
 __version__ = "0.1.0"
 

@@ -198,11 +198,11 @@ def test_a_chain_takes_finished_upstream_results_from_the_ledger(
 ) -> None:
     # Item 0 has `first` done and `then` ready (as after a retry); item 1 is fresh. Claimed
     # together, item 0's `then` reads `first` from the ledger and runs: nothing goes back.
-    from conveyor.planner import plan_run
-    from conveyor.scheduler import Scheduler
-    from conveyor.sources import items_from_iterable
+    from conveyor.core.units import Outcome
+    from conveyor.scheduling.planner import plan_run
+    from conveyor.scheduling.scheduler import Scheduler
+    from conveyor.sources.readers import items_from_iterable
     from conveyor.store import open_store
-    from conveyor.units import Outcome
 
     graph = two.validate().graph
     store = open_store(store_location)

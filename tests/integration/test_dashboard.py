@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from conveyor.dashboard import create_dashboard_app
+from conveyor.interfaces.http.dashboard import create_dashboard_app
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "conveyor" / "static" / "dashboard"
 PIPELINE = """
@@ -262,8 +262,8 @@ def test_the_page_forbids_inline_script_and_loads_nothing_from_elsewhere(
 
 
 def test_serve_mounts_the_dashboard_behind_its_token(tmp_path: Path) -> None:
-    from conveyor.http import create_app
-    from conveyor.loader import load_pipeline
+    from conveyor.definition.loader import load_pipeline
+    from conveyor.interfaces.http.app import create_app
 
     ledger = make_ledger(tmp_path)
     pipe, _ = load_pipeline(str(tmp_path / "p.py"))

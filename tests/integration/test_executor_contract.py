@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 import conveyor as cv
-from conveyor.export import rows
-from conveyor.loader import load_pipeline
+from conveyor.definition.loader import load_pipeline
+from conveyor.interfaces.export import rows
 from conveyor.store import open_store
 
 RESOURCES = Path(__file__).parents[1] / "resources"

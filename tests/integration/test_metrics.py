@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import conveyor as cv
-from conveyor.metrics import RunMetrics
+from conveyor.observability.metrics import RunMetrics
 from conveyor.store import open_store
 
 

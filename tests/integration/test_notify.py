@@ -11,8 +11,8 @@ from webhooks import Receiver
 
 import conveyor as cv
 from conveyor.errors import DefinitionError, UsageError
-from conveyor.notify import WebhookNotifier, slack_body
-from conveyor.runner import run_pipeline
+from conveyor.interfaces.api import run_pipeline
+from conveyor.observability.notify import WebhookNotifier, slack_body
 
 pipe = cv.Pipeline("notified")
 
@@ -65,7 +65,7 @@ def test_an_unreachable_webhook_never_breaks_the_run(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once the socket closes
     notifier = WebhookNotifier(f"http://127.0.0.1:{port}/", attempts=2, backoff=0.01)
-    with caplog.at_level(logging.WARNING, logger="conveyor.notify"):
+    with caplog.at_level(logging.WARNING, logger="conveyor.observability.notify"):
         notifier.send({"event": "run.finished"})
         notifier.close()
     assert "could not deliver the run.finished notification" in caplog.text

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from conveyor.core.units import Claim, Outcome, UnitState
 from conveyor.store import Store, open_store
 from conveyor.store.sqlfiles import load_migrations
-from conveyor.units import Claim, Outcome, UnitState
 
 Peek = Callable[[str, str], list[tuple[Any, ...]]]
 

@@ -118,7 +118,7 @@ def test_a_pipeline_file_with_a_cached_helper_runs_on_ray(
 ) -> None:
     # cloudpickle ships a functools.cache helper by reference; the workers run the pipeline
     # file's source first, so the reference resolves there too.
-    from conveyor.loader import load_pipeline
+    from conveyor.definition.loader import load_pipeline
 
     (tmp_path / "cached.py").write_text(CACHED_HELPER)
     pipe, _ = load_pipeline(str(tmp_path / "cached.py"))

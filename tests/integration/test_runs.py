@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import conveyor as cv
-from conveyor.export import rows
-from conveyor.loader import load_pipeline
+from conveyor.definition.loader import load_pipeline
+from conveyor.interfaces.export import rows
 from conveyor.store import open_store
 
 # Pipelines live at module level: worker processes are forked and inherit them.
@@ -72,7 +72,7 @@ def beside(base):
 
 
 def load_version(tmp_path: Path, name: str, increment: int, comment: str) -> cv.Pipeline:
-    from conveyor.loader import load_pipeline
+    from conveyor.definition.loader import load_pipeline
 
     path = tmp_path / f"{name}.py"
     path.write_text(VERSIONED.format(increment=increment, comment=comment))
@@ -229,7 +229,7 @@ def test_files_in_a_folder_are_items_with_relative_ids(tmp_path: Path, store_pat
 
 
 def test_export_formats_round_trip(tmp_path: Path, store_path: Path) -> None:
-    from conveyor.export import export
+    from conveyor.interfaces.export import export
 
     report = chain.run(records(14), store=store_path, workers=0, id_field="id")
     store = open_store(store_path)

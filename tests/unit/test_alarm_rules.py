@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import conveyor as cv
-from conveyor.alarms import AlarmRule, load_rules, rule, rules
+from conveyor.definition.alarms import AlarmRule, load_rules, rule, rules
 from conveyor.errors import DefinitionError
 
 

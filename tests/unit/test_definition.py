@@ -14,7 +14,7 @@ import pytest
 
 import conveyor as cv
 from conveyor import DefinitionError
-from conveyor.step import StepOptions
+from conveyor.definition.step import StepOptions
 
 RESOURCES = Path(__file__).parents[1] / "resources"
 

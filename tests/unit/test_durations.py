@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from conveyor.durations import parse_duration
+from conveyor.core.durations import parse_duration
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 
 import conveyor as cv
 from conveyor.executors.ray import RaySession, Shape, _shipped, ray_lanes, shape_of
-from conveyor.runner import check_executor
+from conveyor.interfaces.api import check_executor
 
 pipe = cv.Pipeline("shapes")
 

@@ -7,8 +7,8 @@ import random
 import pytest
 
 import conveyor as cv
+from conveyor.definition.retry import Retry, classify, decide
 from conveyor.errors import DefinitionError, InputError
-from conveyor.retry import Retry, classify, decide
 
 
 def test_by_default_everything_but_bad_input_is_retryable() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor.signatures import normalise, signature
+from conveyor.core.signatures import normalise, signature
 
 
 def test_numbers_ids_paths_and_quoted_values_are_masked() -> None:

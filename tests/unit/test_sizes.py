@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.sizes import parse_size
+from conveyor.core.sizes import parse_size
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from conveyor import InputError, Item, ItemKind, UsageError
-from conveyor.sources import SourceItem, SourceSpec, items_from_iterable, read_source, rebuild_item
+from conveyor.sources.readers import (
+    SourceItem,
+    SourceSpec,
+    items_from_iterable,
+    read_source,
+    rebuild_item,
+)
 
 
 def read(source: Path | str, **options: Any) -> list[SourceItem]:

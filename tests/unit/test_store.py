@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from conveyor.core.units import ErrorInfo, Outcome, RunState, UnitState
 from conveyor.errors import RunNotFound, StoreError, UsageError
 from conveyor.store import Store, open_store
 from conveyor.store.sqlfiles import load_migrations, load_queries
 from conveyor.store.sqlite import SQLiteStore
-from conveyor.units import ErrorInfo, Outcome, RunState, UnitState
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "conveyor"
 Peek = Callable[[str, str], list[tuple[Any, ...]]]

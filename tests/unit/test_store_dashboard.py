@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
+from conveyor.core.units import ErrorInfo, Outcome, UnitState
 from conveyor.store import Store
-from conveyor.units import ErrorInfo, Outcome, UnitState
 
 
 def finish(ledger: Store, run_id: str, items: int, *, dead_every: int = 0) -> None:

@@ -7,7 +7,7 @@ import os
 import threading
 from typing import Any
 
-from conveyor.units import ErrorInfo, Outcome, Task
+from conveyor.core.units import ErrorInfo, Outcome, Task
 
 #: A finished task: its id and one outcome per unit.
 TaskResult = tuple[int, list[Outcome]]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.core.units import Task
 from conveyor.executors.base import Executor, TaskResult
-from conveyor.units import Task
-from conveyor.worker import Runtime
+from conveyor.executors.runtime import Runtime
 
 
 class InlineExecutor(Executor):

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from conveyor.core.units import ErrorInfo, Task
 from conveyor.executors.base import Executor, TaskResult, lost
-from conveyor.units import ErrorInfo, Task
-from conveyor.worker import Runtime
+from conveyor.executors.runtime import Runtime
 
 #: Tasks sent to a worker ahead of the one it is running, to hide the round trip.
 PREFETCH = 2

@@ -1,9 +1,9 @@
 """Ray: the same units, retries and ledger on a Ray cluster. The only module that imports ``ray``,
 and only when a Ray executor starts (``pip install conveyor[ray]``).
 
-Plain steps run as Ray tasks, each carrying a packed :class:`~conveyor.units.Task` of several
+Plain steps run as Ray tasks, each carrying a packed :class:`~conveyor.core.units.Task` of several
 units so the per-task overhead is shared. Steps that use resources run on a pool of Ray actors,
-each holding a :class:`~conveyor.worker.Runtime`, so a model is loaded once per actor; steps with
+each holding a :class:`~.runtime.Runtime`, so a model is loaded once per actor; steps with
 a timeout run there too, because an actor runs its calls one after another, which tells when a
 unit started and lets an overrun kill that actor alone, as the process pool kills its worker.
 
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor.dag import Graph, StepNode
+from conveyor.core.units import ErrorInfo, Outcome, Task
+from conveyor.definition.graph import Graph, StepNode
 from conveyor.errors import ExecutorError, UsageError
 from conveyor.executors.base import Executor, TaskResult, WakePipe, lost
-from conveyor.units import ErrorInfo, Outcome, Task
-from conveyor.worker import Runtime
+from conveyor.executors.runtime import Runtime
 
 log = logging.getLogger("conveyor.executors.ray")
 

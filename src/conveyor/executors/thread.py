@@ -8,9 +8,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from conveyor.core.units import ErrorInfo, Outcome, Task
 from conveyor.executors.base import Executor, TaskResult, WakePipe, lost
-from conveyor.units import ErrorInfo, Outcome, Task
-from conveyor.worker import Runtime
+from conveyor.executors.runtime import Runtime
 
 
 class ThreadExecutor(Executor):

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from conveyor.units import (
+from conveyor.core.units import (
     AlarmWindow,
     Claim,
     ErrorInfo,

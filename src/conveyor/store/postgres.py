@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
+from conveyor.core.units import Claim
 from conveyor.errors import RunNotFound, StoreError, UsageError
 from conveyor.store.base import Done, Failed
 from conveyor.store.relational import Cursor, Params, RelationalStore
 from conveyor.store.sqlfiles import load_migrations, load_queries, split_statements
-from conveyor.units import Claim
 
 # This module is imported only when a postgresql:// store is opened: only those need psycopg.
 try:

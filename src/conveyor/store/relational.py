@@ -12,10 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
-from conveyor.errors import RunNotFound
-from conveyor.signatures import signature
-from conveyor.store.base import Done, Failed, Store, UnitRow
-from conveyor.units import (
+from conveyor.core.signatures import signature
+from conveyor.core.units import (
     AlarmWindow,
     Claim,
     ErrorInfo,
@@ -26,6 +24,8 @@ from conveyor.units import (
     StepStats,
     UnitState,
 )
+from conveyor.errors import RunNotFound
+from conveyor.store.base import Done, Failed, Store, UnitRow
 
 _EXPORT_PAGE = 2000
 #: How many duration buckets :meth:`RelationalStore.ledger_metrics` counts (its query has

@@ -1,0 +1,2 @@
+"""Seeing a run: live progress, report tables, Prometheus metrics, webhook notifications, alarm
+evaluation."""

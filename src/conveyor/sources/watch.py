@@ -1,0 +1,102 @@
+"""A watched folder as a stream source: the files already there (unless ``new_only``), then
+every file that appears or changes, once it has stopped changing."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import watchfiles
+
+from conveyor.errors import InputError
+from conveyor.scheduling.stream import Stream
+from conveyor.sources.item import Item, ItemKind
+
+#: A file is read once its size and modification time have not changed for this long.
+SETTLE_SECONDS = 0.3
+_TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp", "~")
+
+
+def is_temporary(name: str) -> bool:
+    """Names that are not (yet) documents: hidden files, editor and download leftovers."""
+    return name.startswith((".", "~")) or name.lower().endswith(_TEMPORARY_SUFFIXES)
+
+
+def watch_folder(
+    stream: Stream,
+    folder: Path,
+    *,
+    new_only: bool = False,
+    stop: threading.Event,
+    on_submit: Callable[[str], None] | None = None,
+    settle: float = SETTLE_SECONDS,
+) -> int:
+    """Submit the files of ``folder`` to ``stream`` as they come, until ``stop`` is set; return
+    how many were submitted. A modified file is submitted again: a new version of its id."""
+    if not folder.is_dir():
+        raise InputError(f"--input {str(folder)!r} is not a folder; watch needs a folder")
+    folder = folder.resolve()  # the watcher reports absolute paths
+    submitted = 0
+    seen: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime) of the submitted version
+
+    def submit(path: Path) -> None:
+        nonlocal submitted
+        try:
+            stat = path.stat()
+        except OSError:
+            return  # gone again (renamed or deleted before we got to it)
+        signature = (stat.st_size, stat.st_mtime_ns)
+        if seen.get(path) == signature:
+            return
+        seen[path] = signature
+        item_id = path.relative_to(folder).as_posix()
+        stream.submit(Item(item_id, ItemKind.FILE, path=path))
+        submitted += 1
+        if on_submit is not None:
+            on_submit(item_id)
+
+    if not new_only:
+        for path in _files(folder):
+            submit(path)
+    else:
+        for path in _files(folder):
+            stat = path.stat()
+            seen[path] = (stat.st_size, stat.st_mtime_ns)
+
+    pending: dict[Path, tuple[tuple[int, int], float]] = {}  # path -> (last stat, since when)
+    for changes in watchfiles.watch(
+        folder, watch_filter=_interesting, stop_event=stop, yield_on_timeout=True,
+        rust_timeout=int(settle * 1000), debounce=int(settle * 1000), raise_interrupt=False,
+    ):  # fmt: skip
+        now = time.monotonic()
+        for change, name in changes:
+            if change is not watchfiles.Change.deleted:
+                pending.setdefault(Path(name), ((-1, -1), now))
+        for path, (last, since) in list(pending.items()):
+            try:
+                stat = path.stat()
+            except OSError:
+                del pending[path]
+                continue
+            current = (stat.st_size, stat.st_mtime_ns)
+            if current != last:
+                pending[path] = (current, now)  # still being written: wait until it settles
+            elif now - since >= settle and path.is_file():
+                del pending[path]
+                submit(path)
+    return submitted
+
+
+def _interesting(change: watchfiles.Change, name: str) -> bool:
+    return not is_temporary(os.path.basename(name))
+
+
+def _files(folder: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / n for n in sorted(filenames) if not is_temporary(n)]
+    return found
