@@ -11,7 +11,7 @@ in parallel, durable and resumable.
 
 from __future__ import annotations
 
-from conveyor.core.units import RunState, UnitState
+from conveyor.core.units import RunReport, RunState, UnitState
 from conveyor.definition.pipeline import Pipeline
 from conveyor.definition.retry import Retry
 from conveyor.errors import (
@@ -23,7 +23,6 @@ from conveyor.errors import (
     StoreError,
     UsageError,
 )
-from conveyor.interfaces.api import RunReport
 from conveyor.sources.item import Item, ItemKind
 
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ import pytest
 
 import conveyor as cv
 from conveyor.executors.ray import RaySession, Shape, _shipped, ray_lanes, shape_of
-from conveyor.interfaces.api import check_executor
+from conveyor.scheduling.lanes import check_backend
 
 pipe = cv.Pipeline("shapes")
 
@@ -125,9 +125,9 @@ def test_without_ray_installed_the_error_says_how_to_install_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # makes ``import ray`` fail
     with pytest.raises(cv.UsageError) as excinfo:
-        check_executor("ray", None, None)
+        check_backend("ray", None, None)
     assert str(excinfo.value) == (
         "--executor ray needs Ray, which is not installed; install it with "
         "pip install 'conveyor[ray]'"
     )
-    check_executor("local", None, None)  # the local executor does not need it
+    check_backend("local", None, None)  # the local executor does not need it

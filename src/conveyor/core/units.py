@@ -186,3 +186,24 @@ class AlarmWindow:
     p95: float | None  # p95 wall time of the units finished in the window
     waiting: int  # units ready or running now (work that throughput should be serving)
     oldest_ready_age: float | None  # seconds the oldest ready unit has waited
+
+
+@dataclass
+class RunReport:
+    """How a run ended: its id, state, per-step statistics and wall time."""
+
+    run_id: str
+    state: RunState
+    stats: list[StepStats]
+    seconds: float
+    items: int
+    store: str
+    duplicates: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)  # top error groups
+    resumed: bool = False
+
+    @property
+    def failed(self) -> int:
+        """Units that failed for good."""
+        return sum(s.counts.get(UnitState.DEAD.value, 0) for s in self.stats)

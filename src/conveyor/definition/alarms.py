@@ -1,7 +1,8 @@
-"""Alarm rules: declared in the pipeline (``Pipeline(alarms=[...])``) or in a YAML file
-(``--alarms FILE``), evaluated continuously while a run, ``serve`` or ``watch`` goes. Firing
-and resolving each log one event, send one notification and are recorded in the ledger, where
-``conveyor alarms`` and the dashboard read them.
+"""Alarm rules: what to watch, declared in the pipeline (``Pipeline(alarms=[...])``) or in a
+YAML file (``--alarms FILE``). :mod:`conveyor.observability.alarms` evaluates them continuously
+while a run, ``serve`` or ``watch`` goes; firing and resolving each log one event, send one
+notification and are recorded in the ledger, where ``conveyor alarms`` and the dashboard read
+them.
 
 A YAML file::
 
@@ -25,26 +26,26 @@ A YAML file::
       - name: memory
         metric: worker_memory     # resident memory of a worker (bytes, or "2GB")
         above: 2GB
+      - name: dying
+        metric: dead_share        # dead units / finished units of the whole run
+        above: 10%
+        min_units: 20             # finished units needed before it can fire
+        clear: 5%                 # resolves only once back below this (default: the threshold)
+
+With webhooks (``--notify``), every run also has :data:`DEFAULT_RULES`: the run's share of dead
+units crossing 10% (after 20 finished) fires once and sends ``run.failure_rate``.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conveyor.core.durations import parse_duration
-from conveyor.core.logs import event
 from conveyor.core.sizes import parse_size
-from conveyor.core.units import LiveStats
 from conveyor.errors import DefinitionError
-from conveyor.store import Store, open_store
-
-if TYPE_CHECKING:
-    from conveyor.observability.notify import Notifier
 
 #: metric -> (the direction it alarms in, how its threshold is written, a description)
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -53,10 +54,17 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "queue_age": ("above", "a duration ('10m')", "age of the oldest ready unit"),
     "throughput": ("below", "units per second (1.5)", "finished units per second"),
     "worker_memory": ("above", "bytes or a size ('2GB')", "worker resident memory"),
+    "dead_share": (
+        "above",
+        "a fraction (0.1) or a percentage ('10%')",
+        "dead units of those finished",
+    ),
 }
 #: Seconds between evaluations, unless a rule asks for less.
 EVALUATE_EVERY = 5.0
-_KEYS = {"name", "metric", "above", "below", "window", "step", "min_units", "every"}
+_KEYS = {"name", "metric", "above", "below", "window", "step", "min_units", "every", "clear"}
+#: Metrics whose thresholds are fractions of 1.
+_FRACTIONS = ("failure_rate", "dead_share")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,13 @@ class AlarmRule:
     step: str | None = None
     min_units: int = 10
     every: float = EVALUATE_EVERY
+    #: A firing rule resolves once the value is back beyond this (hysteresis, so that a value
+    #: hovering at the threshold does not fire again and again); None: the threshold itself.
+    clear: float | None = None
+    #: One of :data:`DEFAULT_RULES`: it only notifies (as ``run.failure_rate``, the webhook event
+    #: it has always been), and is neither recorded in the ledger nor logged as an alarm, so
+    #: that ``conveyor alarms`` shows the user's own rules alone.
+    builtin: bool = False
 
     @property
     def above(self) -> bool:
@@ -83,6 +98,13 @@ class AlarmRule:
         if value is None:
             return False
         return value > self.threshold if self.above else value < self.threshold
+
+    def cleared(self, value: float | None) -> bool:
+        """Whether a firing rule resolves at ``value`` (None: not enough data, it resolves)."""
+        if value is None:
+            return True
+        limit = self.threshold if self.clear is None else self.clear
+        return value <= limit if self.above else value >= limit
 
 
 def rule(spec: AlarmRule | Mapping[str, Any], where: str = "alarm") -> AlarmRule:
@@ -109,6 +131,7 @@ def rule(spec: AlarmRule | Mapping[str, Any], where: str = "alarm") -> AlarmRule
                               f"'{direction}: {form}'")  # fmt: skip
     try:
         threshold = _threshold(metric, spec[direction])
+        clear = None if spec.get("clear") is None else _threshold(metric, spec["clear"])
         window = parse_duration(spec.get("window", "5m"))
         every = parse_duration(spec.get("every", EVALUATE_EVERY))
     except ValueError as exc:
@@ -121,7 +144,10 @@ def rule(spec: AlarmRule | Mapping[str, Any], where: str = "alarm") -> AlarmRule
     min_units = spec.get("min_units", 10)
     if not isinstance(min_units, int) or isinstance(min_units, bool) or min_units < 1:
         raise DefinitionError(f"{where}: 'min_units' must be a whole number of at least 1")
-    return AlarmRule(name, str(metric), threshold, window, step, min_units, every)
+    if clear is not None and (clear > threshold if direction == "above" else clear < threshold):
+        raise DefinitionError(f"{where}: 'clear' is where a firing alarm resolves: it cannot be "
+                              f"{direction} the threshold")  # fmt: skip
+    return AlarmRule(name, str(metric), threshold, window, step, min_units, every, clear)
 
 
 def _threshold(metric: str, raw: Any) -> float:
@@ -129,11 +155,11 @@ def _threshold(metric: str, raw: Any) -> float:
         return parse_duration(raw)
     if metric == "worker_memory":
         return float(parse_size(raw))
-    if metric == "failure_rate" and isinstance(raw, str) and raw.strip().endswith("%"):
+    if metric in _FRACTIONS and isinstance(raw, str) and raw.strip().endswith("%"):
         raw = float(raw.strip()[:-1]) / 100
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise ValueError(f"threshold {raw!r}: write {METRICS[metric][1]}")
-    if metric == "failure_rate" and not 0 <= raw <= 1:
+    if metric in _FRACTIONS and not 0 <= raw <= 1:
         raise ValueError(f"threshold {raw!r}: a failure rate is between 0 and 1 (or 0%-100%)")
     return float(raw)
 
@@ -172,128 +198,8 @@ def check_steps(found: Sequence[AlarmRule], steps: Iterable[str]) -> None:
                                   f"(steps: {', '.join(sorted(known))})")  # fmt: skip
 
 
-class AlarmWatch:
-    """Evaluates rules against one run every ``every`` seconds on a background thread (on
-    its own ledger connection); each change of state is logged, notified and recorded."""
-
-    def __init__(
-        self,
-        found: Sequence[AlarmRule],
-        *,
-        pipeline: str,
-        store: str | Path | None,
-        run_id: Callable[[], str | None],
-        live: Callable[[], LiveStats | None] = lambda: None,
-        notifiers: Sequence[Notifier] = (),
-    ) -> None:
-        self.rules = list(found)
-        self._pipeline = pipeline
-        self._location = store
-        self._run_id = run_id
-        self._live = live
-        self._notifiers = list(notifiers)
-        self._every = min((r.every for r in found), default=EVALUATE_EVERY)
-        self._firing: dict[str, bool] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._store: Store | None = None
-
-    def start(self) -> AlarmWatch:
-        """Start evaluating (nothing happens without rules)."""
-        if self.rules and self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="conveyor-alarms", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Evaluate one last time, then stop."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=30)
-            self._thread = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def close_notifiers(self) -> None:
-        """Deliver what the notifiers still hold, and stop them."""
-        for notifier in self._notifiers:
-            notifier.close()
-
-    def _loop(self) -> None:
-        while True:
-            stopping = self._stop.wait(self._every)
-            try:
-                self.evaluate()
-            except Exception:  # an alarm must never stop the run it watches
-                logging.getLogger("conveyor.definition.alarms").exception("alarm evaluation failed")
-            if stopping:
-                return
-
-    def evaluate(self) -> dict[str, float | None]:
-        """Evaluate every rule now; return each rule's current value."""
-        run_id = self._run_id()
-        if not run_id:
-            return {}
-        if self._store is None:
-            self._store = open_store(self._location)
-        values: dict[str, float | None] = {}
-        live = self._live()
-        for r in self.rules:
-            value = self._value(self._store, run_id, r, live)
-            values[r.name] = value
-            firing = r.breached(value)
-            if firing != self._firing.get(r.name, False):
-                self._firing[r.name] = firing
-                self._announce(self._store, run_id, r, firing, value)
-        return values
-
-    def _value(
-        self, store: Store, run_id: str, r: AlarmRule, live: LiveStats | None
-    ) -> float | None:
-        if r.metric == "worker_memory":
-            if live is None or not live.rss_bytes:
-                return None
-            memory = live.rss_bytes
-            return float(memory.get(r.step, 0) if r.step else max(memory.values()))
-        window = store.alarm_window(run_id, r.window, r.step, p95=r.metric == "p95_latency")
-        if r.metric == "queue_age":
-            return window.oldest_ready_age
-        if r.metric == "throughput":
-            return window.done / r.window if window.waiting else None
-        if window.done + window.failed < r.min_units:
-            return None
-        if r.metric == "failure_rate":
-            return window.failed / (window.done + window.failed)
-        return window.p95
-
-    def _announce(
-        self, store: Store, run_id: str, r: AlarmRule, firing: bool, value: float | None
-    ) -> None:
-        state = "firing" if firing else "resolved"
-        what = METRICS[r.metric][2] + (f" of step {r.step}" if r.step else "")
-        shown, limit = _shown(r.metric, value), _shown(r.metric, r.threshold)
-        if firing:
-            message = f"{what} is {shown}, {'above' if r.above else 'below'} {limit}"
-        else:
-            message = f"{what} is back to {shown} (threshold {limit})"
-        store.set_alarm(run_id, r.name, state, value, r.threshold, message)
-        name = "alarm.fired" if firing else "alarm.resolved"
-        event(name, logging.WARNING if firing else logging.INFO, run=run_id, alarm=r.name,
-              metric=r.metric, step=r.step, value=value, threshold=r.threshold)  # fmt: skip
-        for notifier in self._notifiers:
-            notifier.send({"event": name, "pipeline": self._pipeline, "run": run_id,
-                           "alarm": r.name, "metric": r.metric, "step": r.step, "value": value,
-                           "threshold": r.threshold, "message": message})  # fmt: skip
-
-
-def _shown(metric: str, value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    if metric == "failure_rate":
-        return f"{value:.1%}"
-    if metric in ("p95_latency", "queue_age"):
-        return f"{value:.3g}s"
-    if metric == "worker_memory":
-        return f"{value / 2**20:.0f} MiB"
-    return f"{value:.3g}/s"
+#: The rules every run with webhooks has: the run's failure rate (its share of dead units)
+#: crossing 10% after 20 finished units fires once, and re-arms once back below 5%.
+DEFAULT_RULES = (
+    AlarmRule("failure_rate", "dead_share", 0.1, min_units=20, clear=0.05, builtin=True),
+)

@@ -21,8 +21,8 @@ from conveyor.definition.step import (
 from conveyor.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from conveyor.interfaces.api import RunReport
-    from conveyor.scheduling.stream import Stream
+    from conveyor.core.units import RunReport
+    from conveyor.interfaces.api import Stream
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -177,10 +177,10 @@ class Pipeline:
         """An open run accepting items one by one: ``with pipe.stream() as s:
         item_id = s.submit({...}); s.result(item_id, timeout=30)``. ``alarms`` are evaluated
         (with the pipeline's own) while it is open, notifying ``notify`` webhooks too."""
-        from conveyor.scheduling.stream import Stream
+        from conveyor.interfaces.api import open_stream
 
-        return Stream(self, store=store, workers=workers, id_field=id_field,
-                      alarms=list(alarms), notify=list(notify))  # fmt: skip
+        return open_stream(self, store=store, workers=workers, id_field=id_field,
+                           alarms=list(alarms), notify=list(notify))  # fmt: skip
 
     def run(
         self,

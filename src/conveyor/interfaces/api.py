@@ -1,29 +1,34 @@
-"""Running a pipeline over a batch: open the ledger, plan, schedule on executors, report."""
+"""The Python API and the composition root: the one place that sees every layer.
+
+Each front-end here (a batch run, a redrive, a stream, a joined coordinator) checks what it was
+asked, opens the ledger, wires the observability a run should have (progress, notifications,
+alarms, metrics) into the run's hooks, and hands the rest to one
+:class:`~conveyor.scheduling.coordinator.Coordinator`."""
 
 from __future__ import annotations
 
-import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from conveyor.core.durations import parse_duration
-from conveyor.core.logs import event
-from conveyor.core.units import RunInfo, RunState, StepStats, UnitState
+from conveyor.core.units import RunInfo, RunReport, RunState, UnitState
+from conveyor.definition.alarms import DEFAULT_RULES, AlarmRule
 from conveyor.definition.graph import Graph
 from conveyor.definition.step import did_you_mean
 from conveyor.errors import UsageError
-from conveyor.executors import Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
-from conveyor.executors.runtime import Runtime
-from conveyor.scheduling.planner import Plan, plan_run, plan_signature, replan_item, step_salts
-from conveyor.scheduling.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
+from conveyor.scheduling.coordinator import (
+    Coordinator,
+    check_resumable,
+    coordinator_alive,
+    parse_lease,
+)
+from conveyor.scheduling.hooks import Hooks, RunContext
+from conveyor.scheduling.lanes import check_backend
+from conveyor.scheduling.planner import Plan
+from conveyor.scheduling.stream import Stream
 from conveyor.sources.readers import (
     SourceItem,
     SourceSpec,
@@ -34,54 +39,22 @@ from conveyor.sources.readers import (
 from conveyor.store import Store, open_store
 
 if TYPE_CHECKING:
-    from conveyor.definition.alarms import AlarmRule
     from conveyor.definition.pipeline import Pipeline
-    from conveyor.observability.metrics import RunMetrics
     from conveyor.observability.notify import Notifier
 
-#: Threads for a thread step that does not set ``concurrency``.
-DEFAULT_THREADS = 8
-#: Where process steps run: this machine's process pool, or a Ray cluster.
-EXECUTORS = ("local", "ray")
+__all__ = [
+    "RunReport",
+    "Stream",
+    "coordinator_alive",
+    "join_run",
+    "open_stream",
+    "redrive_run",
+    "run_pipeline",
+    "select_steps",
+]
 
-
-class RunObserver(Protocol):
-    """Told about a run's life: planned counts, progress, and the end."""
-
-    def started(self, run_id: str, plan: Plan) -> None:
-        """Planning is done; ``plan`` has the units per step and state."""
-
-    def advanced(self, step: str, state: UnitState, count: int) -> None:
-        """``count`` units of ``step`` reached ``state``."""
-
-    def finished(self, stats: list[StepStats]) -> None:
-        """The run ended; ``stats`` are the ledger's final counts."""
-
-
-@dataclass
-class RunReport:
-    """How a run ended: its id, state, per-step statistics and wall time."""
-
-    run_id: str
-    state: RunState
-    stats: list[StepStats]
-    seconds: float
-    items: int
-    store: str
-    duplicates: int = 0
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)  # top error groups
-    resumed: bool = False
-
-    @property
-    def failed(self) -> int:
-        """Units that failed for good."""
-        return sum(s.counts.get(UnitState.DEAD.value, 0) for s in self.stats)
-
-
-def new_run_id() -> str:
-    """A sortable, readable run id: ``20261122-143501-7f3a``."""
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+#: How long a joining coordinator waits for a run of its pipeline to start, or to finish planning.
+WAIT_FOR_RUN = 60.0
 
 
 def select_steps(graph: Graph, only: Sequence[str], force: Sequence[str]) -> list[str]:
@@ -104,7 +77,7 @@ def run_pipeline(
     workers: int | None = None,
     only: Sequence[str] = (),
     force: Sequence[str] = (),
-    observer: RunObserver | None = None,
+    hooks: Sequence[Hooks] = (),
     pipeline_file: str | None = None,
     id_field: str | None = None,
     group_by: Sequence[str] = (),
@@ -122,155 +95,45 @@ def run_pipeline(
     """Run ``pipeline`` over ``source`` to the end and return its report. Failures of units do
     not raise: they are in the report and the ledger. With ``metrics_port``, the run's
     Prometheus metrics are served on ``127.0.0.1:PORT/metrics`` while it runs; ``alarms``
-    (with the pipeline's own) are evaluated as it goes.
+    (with the pipeline's own) are evaluated as it goes; ``hooks`` are told of its progress.
 
     An unfinished run of the same pipeline over the same input with the same code (interrupted,
     or whose coordinator died) is continued rather than started again, unless ``new``;
-    ``resume`` names the run to continue. ``executor="ray"`` runs process steps on Ray (a local
-    Ray, or the cluster at ``ray_address``)."""
-    graph = pipeline.graph
-    steps = select_steps(graph, only, force)
-    if workers is not None and workers < 0:
-        raise UsageError(f"--workers {workers}: must be 0 (run inline) or more")
-    check_executor(executor, ray_address, workers)
+    ``resume`` names the run to continue. ``executor="ray"`` (the backend) runs process steps
+    on Ray (a local Ray, or the cluster at ``ray_address``)."""
+    steps = select_steps(pipeline.graph, only, force)
+    check_backend(executor, ray_address, workers)
     lease_seconds = parse_lease(lease)
     items, description = _items(source, id_field, tuple(group_by), buckets)
     notifiers = _notifiers(pipeline, notify, notify_format)
     ledger = store if isinstance(store, Store) else open_store(store)
-    observer = _with_notifications(observer, pipeline, ledger, notifiers)
-    versions = {n: r.code_version for n, r in pipeline.resources.items()}
-    signature = plan_signature(graph, steps, force, versions)
-    owner = new_owner()
-    coordinator = coordinator_id(owner)
-    started = time.perf_counter()
+    coordinator = Coordinator(pipeline, ledger, steps, force=force, lease=lease_seconds)
     run_id = resume
     if run_id is None and not new and isinstance(source, str | Path):
-        run_id = ledger.find_resumable(pipeline.name, description, signature)
-    planned = adopted = False
+        run_id = ledger.find_resumable(pipeline.name, description, coordinator.signature)
     if run_id is not None:
         run = ledger.get_run(run_id)
-        _check_resumable(run, pipeline.name, signature)
-        ledger.adopt_run(run.id, coordinator)
-        run_id, planned, adopted = run.id, run.planned, True
+        check_resumable(run, pipeline.name, coordinator.signature)
         if lease is None:  # a continued run keeps the visibility timeout it was started with
-            lease_seconds = parse_lease(run.options.get("lease"))
+            coordinator.lease = parse_lease(run.options.get("lease"))
+        coordinator.adopt(run)
+        plan = (
+            coordinator.plan_so_far() if run.planned else coordinator.plan(items, force=set(force))
+        )
+        plan.resumed = True
     else:
-        run_id = new_run_id()
-        ledger.create_run(
-            run_id,
-            pipeline=pipeline.name,
-            pipeline_file=pipeline_file,
-            source=description,
-            steps=steps,
-            options={
-                "input": None if not isinstance(source, str | Path) else str(source),
-                "id_field": id_field,
-                "group_by": list(group_by),
-                "buckets": buckets,
-                "only": list(only),
-                "force": list(force),
-                "lease": lease_seconds,
-                "executor": executor,
-                "ray_address": ray_address,
-            },
-            signature=signature,
-            coordinator=coordinator,
-        )
-    try:
-        if planned:
-            plan = _plan_so_far(ledger, run_id, steps)
-        else:
-            plan = plan_run(
-                ledger, run_id, graph, steps, items, force=set(force), resource_versions=versions
-            )
-            ledger.mark_planned(run_id)
-        plan.resumed = adopted
-    except BaseException as exc:
-        _record_end(ledger, run_id, exc)
-        raise
-    return _execute(
-        pipeline, ledger, run_id, steps, plan, workers, observer, owner, coordinator, started,
-        close=not isinstance(store, Store), lease=lease_seconds, metrics_port=metrics_port,
-        executor=executor, ray_address=ray_address,
-        alarms=[*pipeline.alarms, *alarms], notifiers=notifiers,
+        coordinator.create(source=description, pipeline_file=pipeline_file, options={
+            "input": None if not isinstance(source, str | Path) else str(source),
+            "id_field": id_field, "group_by": list(group_by), "buckets": buckets,
+            "only": list(only), "force": list(force), "lease": lease_seconds,
+            "executor": executor, "ray_address": ray_address,
+        })  # fmt: skip
+        coordinator.plan(items, force=set(force))
+    return _drive(
+        coordinator, workers, hooks=hooks, notifiers=notifiers, metrics_port=metrics_port,
+        alarms=[*pipeline.alarms, *alarms], backend=executor, ray_address=ray_address,
+        close=not isinstance(store, Store),
     )  # fmt: skip
-
-
-def check_executor(executor: str, ray_address: str | None, workers: int | None) -> None:
-    """Refuse an unknown ``--executor``, a ``--ray-address`` without Ray, and Ray that is not
-    installed, before anything is recorded."""
-    if executor not in EXECUTORS:
-        raise UsageError(
-            f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}"
-            f"{did_you_mean(executor, EXECUTORS)}"
-        )
-    if executor == "ray":
-        from conveyor.executors.ray import require_ray
-
-        if workers == 0:
-            raise UsageError("--workers 0 runs inline in this process; it cannot be used with Ray")
-        require_ray()
-    elif ray_address:
-        raise UsageError(f"--ray-address {ray_address!r} needs --executor ray")
-
-
-def parse_lease(value: str | float | None) -> float:
-    """The visibility timeout in seconds (``--lease``, default 5 minutes), at least a few
-    heartbeats long."""
-    if value is None:
-        return LEASE_SECONDS
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise UsageError(f"--lease {exc}") from None
-    if seconds < 1:
-        raise UsageError(f"--lease {value!r}: must be at least 1s so leases can be renewed")
-    return seconds
-
-
-def _notifiers(pipeline: Pipeline, urls: Sequence[str], format: str) -> list[Notifier]:
-    """Webhook notifiers for the pipeline's and the command's URLs (checked before anything
-    is recorded)."""
-    from conveyor.observability.notify import WebhookNotifier
-
-    return [WebhookNotifier(url, format=format) for url in dict.fromkeys([*pipeline.notify, *urls])]
-
-
-def _with_notifications(
-    observer: RunObserver | None, pipeline: Pipeline, ledger: Store, notifiers: list[Notifier]
-) -> RunObserver | None:
-    """``observer`` plus a notifying observer sending to ``notifiers``."""
-    if not notifiers:
-        return observer
-    from conveyor.observability.notify import NotifyingObserver
-
-    notifying = NotifyingObserver(notifiers, ledger, pipeline.name)
-    return Observers([o for o in (observer, notifying) if o is not None], closing=notifiers)
-
-
-class Observers:
-    """Several observers as one; ``closing`` are notifiers to flush when the run ends."""
-
-    def __init__(self, observers: Sequence[RunObserver], closing: Sequence[Any] = ()) -> None:
-        self._observers = observers
-        self._closing = closing
-
-    def started(self, run_id: str, plan: Plan) -> None:
-        """Tell each observer."""
-        for o in self._observers:
-            o.started(run_id, plan)
-
-    def advanced(self, step: str, state: UnitState, count: int) -> None:
-        """Tell each observer."""
-        for o in self._observers:
-            o.advanced(step, state, count)
-
-    def finished(self, stats: list[StepStats]) -> None:
-        """Tell each observer, then deliver pending notifications."""
-        for o in self._observers:
-            o.finished(stats)
-        for notifier in self._closing:
-            notifier.close()
 
 
 def redrive_run(
@@ -281,7 +144,7 @@ def redrive_run(
     step: str | None = None,
     error: str | None = None,
     workers: int | None = None,
-    observer: RunObserver | None = None,
+    hooks: Sequence[Hooks] = (),
 ) -> RunReport:
     """Re-queue a run's dead units (of ``step``, with error signature ``error``) and the units
     they had skipped, with cache keys from the current code, and run them to the end."""
@@ -293,8 +156,7 @@ def redrive_run(
         )
     if run.state is RunState.RUNNING and coordinator_alive(run):
         raise UsageError(f"run {run.id} is still running; redrive it once it has finished")
-    graph = pipeline.graph
-    missing = [s for s in run.steps if s not in graph.nodes]
+    missing = [s for s in run.steps if s not in pipeline.graph.nodes]
     if missing:
         raise UsageError(
             f"run {run.id} has steps the pipeline no longer defines ({', '.join(missing)}); "
@@ -305,107 +167,48 @@ def redrive_run(
         what = " ".join(f for f in (f"of step {step!r}" if step else "",
                                     f"with error {error!r}" if error else "") if f)  # fmt: skip
         raise UsageError(f"run {run.id} has no dead units {what}".rstrip() + "; nothing to redrive")
-    steps = list(run.steps)
-    versions = {n: r.code_version for n, r in pipeline.resources.items()}
-    force = run.options.get("force") or []
-    signature = plan_signature(graph, steps, force, versions)
-    salts = step_salts(graph, steps, versions)
-    by_item: dict[int, set[str]] = {}
-    for unit in dead:
-        by_item.setdefault(unit["item_idx"], set()).add(unit["step"])
-    resets: list[tuple[int, UnitState, int, str]] = []
-    idxs = sorted(by_item)
-    for start in range(0, len(idxs), 1000):
-        rows = ledger.units_of_items(run.id, idxs[start : start + 1000])
-        per_item: dict[int, dict[str, tuple[int, UnitState, str]]] = {}
-        item_keys: dict[int, str] = {}
-        for unit_id, idx, name, state, key, item_key in rows:
-            per_item.setdefault(idx, {})[name] = (unit_id, state, key)
-            item_keys[idx] = item_key
-        for idx, units in per_item.items():
-            resets += replan_item(graph, steps, salts, item_keys[idx], units, by_item[idx])
-    owner = new_owner()
-    coordinator = coordinator_id(owner)
-    started = time.perf_counter()
-    ledger.reset_units(run.id, resets, signature)
-    ledger.adopt_run(run.id, coordinator)
-    plan = _plan_so_far(ledger, run.id, steps)
-    observer = _with_notifications(observer, pipeline, ledger, _notifiers(pipeline, (), "json"))
-    return _execute(
-        pipeline, ledger, run.id, steps, plan, workers, observer, owner, coordinator, started,
-        close=not isinstance(store, Store), lease=parse_lease(run.options.get("lease")),
-        executor=run.options.get("executor") or "local", ray_address=run.options.get("ray_address"),
+    coordinator = Coordinator(
+        pipeline, ledger, run.steps, force=run.options.get("force") or [],
+        lease=parse_lease(run.options.get("lease")),
+    )  # fmt: skip
+    coordinator.requeue_dead(run.id, dead)
+    coordinator.adopt(run)
+    coordinator.plan_so_far()
+    return _drive(
+        coordinator, workers, hooks=hooks, notifiers=_notifiers(pipeline, (), "json"),
+        backend=run.options.get("executor") or "local", ray_address=run.options.get("ray_address"),
+        close=not isinstance(store, Store),
     )  # fmt: skip
 
 
-def _execute(
-    pipeline: Pipeline,
-    ledger: Store,
-    run_id: str,
-    steps: Sequence[str],
-    plan: Plan,
+def _drive(
+    coordinator: Coordinator,
     workers: int | None,
-    observer: RunObserver | None,
-    owner: str,
-    coordinator: str,
-    started: float,
     *,
+    hooks: Sequence[Hooks],
+    notifiers: Sequence[Notifier],
     close: bool,
-    lease: float = LEASE_SECONDS,
     metrics_port: int | None = None,
-    executor: str = "local",
-    ray_address: str | None = None,
     alarms: Sequence[AlarmRule] = (),
-    notifiers: Sequence[Notifier] = (),
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> RunReport:
-    """Schedule a planned run to the end, record how it ended, and report; with
-    ``metrics_port``, serve its Prometheus metrics on 127.0.0.1 meanwhile, and evaluate
-    ``alarms`` as it goes (notifying ``notifiers``)."""
-    graph = pipeline.graph
-    metrics = None
-    watch = None
+    """Wire a planned run's observability into its coordinator's hooks, drive it to the end,
+    and report how it ended."""
+    ledger = coordinator.ledger
     try:
-        if observer is not None:
-            observer.started(run_id, plan)
-        event("run.started", run=run_id, pipeline=pipeline.name, items=plan.items,
-              resumed=plan.resumed or None)  # fmt: skip
-        lanes = build_executors(
-            pipeline, graph, steps, workers, executor=executor, ray_address=ray_address
-        )
-        scheduler = Scheduler(
-            ledger, run_id, graph, steps, lanes, observer, owner=owner, coordinator=coordinator,
-            lease=lease,
-        )  # fmt: skip
-        if metrics_port is not None:
-            metrics = _serve_metrics(pipeline, ledger, run_id, scheduler, metrics_port)
-        if alarms:
-            from conveyor.definition.alarms import AlarmWatch
-
-            watch = AlarmWatch(alarms, pipeline=pipeline.name, store=ledger.location,
-                               run_id=lambda: run_id, live=lambda: scheduler.live,
-                               notifiers=notifiers).start()  # fmt: skip
-        try:
-            scheduler.run_with_executors()
-        finally:
-            if metrics is not None:
-                metrics.close()
-            if watch is not None:
-                watch.stop()
+        coordinator.hooks.add(*hooks, *_observability(coordinator, notifiers, alarms, metrics_port))
     except BaseException as exc:
-        _record_end(ledger, run_id, exc)
+        coordinator.record_end(exc)
         raise
-    state, stats = finish_run(ledger, run_id, steps)
-    event("run.finished", run=run_id, pipeline=pipeline.name, state=state.value,
-          seconds=round(time.perf_counter() - started, 3),
-          dead=sum(st.counts.get(UnitState.DEAD.value, 0) for st in stats) or None)  # fmt: skip
+    state, stats = coordinator.drive(workers, backend=backend, ray_address=ray_address)
     dead = state is RunState.COMPLETED_WITH_ERRORS
-    if observer is not None:
-        observer.finished(stats)
+    run_id, plan = coordinator.run_id, coordinator.context.plan
     report = RunReport(
         run_id=run_id,
         state=state,
         stats=stats,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - coordinator.started,
         items=plan.items,
         store=ledger.location,
         duplicates=plan.duplicates,
@@ -418,92 +221,184 @@ def _execute(
     return report
 
 
-def _serve_metrics(
-    pipeline: Pipeline, ledger: Store, run_id: str, scheduler: Scheduler, port: int
-) -> RunMetrics:
-    from conveyor.observability.metrics import RunMetrics
+def _observability(
+    coordinator: Coordinator,
+    notifiers: Sequence[Notifier],
+    alarms: Sequence[AlarmRule],
+    metrics_port: int | None,
+) -> list[Hooks]:
+    """The hooks that watch a run: its metrics served on ``metrics_port``, its alarms (and,
+    with webhooks, the default rules) evaluated, and its notifications sent (in that order:
+    the last evaluation of the alarms comes before the run's end is announced)."""
+    found: list[Hooks] = []
+    if metrics_port is not None:
+        from conveyor.observability.metrics import MetricsHooks, RunMetrics
 
-    metrics = RunMetrics(pipeline.name, ledger.location, lambda: run_id, lambda: scheduler.live)
+        context = coordinator.context
+        metrics = RunMetrics(context.pipeline, context.store, lambda: context.run_id,
+                             lambda: context.live)  # fmt: skip
+        try:
+            metrics.serve(metrics_port)
+        except OSError as exc:
+            metrics.close()
+            raise UsageError(
+                f"--metrics-port {metrics_port}: cannot serve metrics there: {exc}"
+            ) from exc
+        found.append(MetricsHooks(metrics))
+    rules = [*alarms, *(DEFAULT_RULES if notifiers else ())]
+    if rules:
+        from conveyor.observability.alarms import AlarmHooks
+
+        found.append(AlarmHooks(rules, notifiers))
+    if notifiers:
+        from conveyor.observability.notify import NotifyingHooks
+
+        found.append(NotifyingHooks(notifiers, coordinator.ledger))
+    return found
+
+
+def _notifiers(pipeline: Pipeline, urls: Sequence[str], format: str) -> list[Notifier]:
+    """Webhook notifiers for the pipeline's and the command's URLs (checked before anything
+    is recorded)."""
+    from conveyor.observability.notify import WebhookNotifier
+
+    return [WebhookNotifier(url, format=format) for url in dict.fromkeys([*pipeline.notify, *urls])]
+
+
+# streams ---------------------------------------------------------------------------------------
+def open_stream(
+    pipeline: Pipeline,
+    *,
+    store: str | Path | None = None,
+    workers: int | None = None,
+    id_field: str | None = None,
+    preload: bool = False,
+    alarms: Sequence[AlarmRule] = (),
+    notify: Sequence[str] = (),
+) -> Stream:
+    """A :class:`~conveyor.scheduling.stream.Stream` of ``pipeline`` (not open yet: use it as
+    a context manager), with its alarms (``alarms`` and the pipeline's own) evaluated while it
+    is open, notifying the pipeline's webhooks and ``notify``."""
+    rules = [*pipeline.alarms, *alarms]
+    hooks: list[Hooks] = []
+    if rules:
+        from conveyor.observability.alarms import AlarmHooks
+        from conveyor.observability.notify import WebhookNotifier
+
+        notifiers = [WebhookNotifier(url) for url in dict.fromkeys([*pipeline.notify, *notify])]
+        hooks += [AlarmHooks(rules, notifiers), _ClosingNotifiers(notifiers)]
+    return Stream(
+        pipeline, store=store, workers=workers, id_field=id_field, preload=preload, hooks=hooks
+    )
+
+
+class _ClosingNotifiers(Hooks):
+    """Delivers what a stream's notifiers still hold once the stream closes."""
+
+    def __init__(self, notifiers: Sequence[Notifier]) -> None:
+        self.notifiers = notifiers
+
+    def run_stopped(self, run: RunContext) -> None:
+        """Flush and stop each notifier."""
+        for notifier in self.notifiers:
+            notifier.close()
+
+
+# joined coordinators ---------------------------------------------------------------------------
+@dataclass
+class Joined:
+    """What one joining coordinator did: the run, and the units it finished there."""
+
+    run_id: str
+    done: int
+    dead: int
+    finished_run: bool  # it ended the run (the run's own coordinator was gone)
+
+
+class _Tally(Hooks):
+    """Counts the units this coordinator brought to an end."""
+
+    def __init__(self) -> None:
+        self.counts: dict[UnitState, int] = {}
+
+    def units_advanced(self, step: str, state: UnitState, count: int) -> None:
+        """Count them."""
+        self.counts[state] = self.counts.get(state, 0) + count
+
+
+def join_run(
+    pipeline: Pipeline,
+    run_id: str | None = None,
+    *,
+    store: str | Path | None = None,
+    workers: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    wait: float = WAIT_FOR_RUN,
+) -> Joined:
+    """Work on the queue of ``run_id`` (default: the latest running run of ``pipeline``) until
+    none of its units is left to claim, as one more coordinator beside the run's own (this
+    machine or another sharing the ledger). The pipeline's code must be the run's: units are
+    computed and cached under the run's keys. If the run's own coordinator is gone by then,
+    this one ends the run."""
+    check_backend(executor, ray_address, workers)
+    ledger = open_store(store, create=False)
     try:
-        metrics.serve(port)
-    except OSError as exc:
-        metrics.close()
-        raise UsageError(f"--metrics-port {port}: cannot serve metrics there: {exc}") from exc
-    return metrics
+        run = _running_run(ledger, pipeline, run_id, wait)
+        tally = _Tally()
+        coordinator = Coordinator(
+            pipeline, ledger, run.steps, force=run.options.get("force") or [],
+            lease=parse_lease(run.options.get("lease")), hooks=[tally],
+        )  # fmt: skip
+        if run.signature != coordinator.signature:
+            raise UsageError(
+                f"run {run.id} was planned with other code than {pipeline.name!r} has here; "
+                f"a worker must run the same pipeline code as the run's coordinator"
+            )
+        coordinator.join(run)
+        ended = coordinator.drive_joined(workers, backend=executor, ray_address=ray_address)
+        done = tally.counts.get(UnitState.DONE, 0)
+        return Joined(run.id, done, tally.counts.get(UnitState.DEAD, 0), ended)
+    finally:
+        ledger.close()
 
 
-def finish_run(
-    ledger: Store, run_id: str, steps: Sequence[str]
-) -> tuple[RunState, list[StepStats]]:
-    """Record how a run whose units are all final ended: with dead units or without."""
-    stats = ledger.step_stats(run_id, steps)
-    dead = sum(s.counts.get(UnitState.DEAD.value, 0) for s in stats)
-    state = RunState.COMPLETED_WITH_ERRORS if dead else RunState.COMPLETED
-    ledger.set_run_state(run_id, state)
-    return state, stats
+def _running_run(ledger: Store, pipeline: Pipeline, run_id: str | None, wait: float) -> RunInfo:
+    """The run to join, once its units are all planned; waits up to ``wait`` seconds for a run
+    of the pipeline to start and finish planning."""
+    deadline = time.monotonic() + wait
+    while True:
+        run = _find(ledger, pipeline, run_id)
+        if run is not None and run.state is not RunState.RUNNING:
+            raise UsageError(f"run {run.id} is {run.state.value}: there is nothing to join")
+        if run is not None and run.planned:
+            return run
+        if time.monotonic() > deadline:
+            what = f"run {run_id}" if run_id else f"a running run of {pipeline.name!r}"
+            raise UsageError(
+                f"{what} did not start within {wait:g}s; start it with 'conveyor run' (on any "
+                f"machine sharing --store) and start workers beside it"
+            )
+        time.sleep(0.2)
 
 
-def _record_end(ledger: Store, run_id: str, exc: BaseException) -> None:
-    if isinstance(exc, KeyboardInterrupt):
-        ledger.set_run_state(run_id, RunState.INTERRUPTED, "interrupted by the user")
-        event("run.interrupted", logging.WARNING, run=run_id)
-    else:
-        ledger.set_run_state(run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
-        event("run.failed", logging.ERROR, run=run_id, error_type=type(exc).__name__,
-              error=str(exc))  # fmt: skip
+def _find(ledger: Store, pipeline: Pipeline, run_id: str | None) -> RunInfo | None:
+    if run_id is not None:
+        run = ledger.get_run(run_id)
+        if run.pipeline != pipeline.name:
+            raise UsageError(
+                f"run {run.id} is a run of pipeline {run.pipeline!r}, not {pipeline.name!r}"
+            )
+        return run
+    candidates = [
+        r for r in ledger.list_runs(50)
+        if r.pipeline == pipeline.name and r.state is RunState.RUNNING
+        and not r.options.get("stream")
+    ]  # fmt: skip
+    return candidates[0] if candidates else None
 
 
-def _check_resumable(run: RunInfo, pipeline: str, signature: str) -> None:
-    """Refuse to continue a run that is finished, of another pipeline or other code, or whose
-    coordinator is still alive."""
-    if run.pipeline != pipeline:
-        raise UsageError(f"run {run.id} is a run of pipeline {run.pipeline!r}, not {pipeline!r}")
-    if run.state in (RunState.COMPLETED, RunState.COMPLETED_WITH_ERRORS):
-        raise UsageError(
-            f"run {run.id} is finished ({run.state.value}); 'conveyor redrive' re-queues its "
-            f"dead units, 'conveyor run' starts a new run (finished units are cached)"
-        )
-    if run.signature != signature:
-        raise UsageError(
-            f"the pipeline's steps or code changed since run {run.id} started, so its planned "
-            f"units no longer match; start a new run with 'conveyor run' (finished units are "
-            f"cached, nothing is recomputed)"
-        )
-    if run.state is RunState.RUNNING and coordinator_alive(run):
-        host, pid, _ = (run.coordinator or "::").split(":", 2)
-        raise UsageError(
-            f"run {run.id} is still running (coordinator pid {pid} on {host}); stop it first "
-            f"or wait for it to finish"
-        )
-
-
-def coordinator_alive(run: RunInfo) -> bool:
-    """Whether the coordinator recorded for ``run`` is still alive: its process exists on this
-    host (or, on another host, it renewed its heartbeat within a lease)."""
-    if not run.coordinator or run.heartbeat_at is None:
-        return False
-    if time.time() - run.heartbeat_at > parse_lease(run.options.get("lease")):
-        return False
-    host, pid, _ = run.coordinator.split(":", 2)
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
-def _plan_so_far(ledger: Store, run_id: str, steps: Sequence[str]) -> Plan:
-    plan = Plan(resumed=True)
-    for stat in ledger.step_stats(run_id, steps):
-        plan.counts[stat.step] = {UnitState(k): v for k, v in stat.counts.items()}
-        plan.items = max(plan.items, stat.total)
-    return plan
-
-
+# sources ---------------------------------------------------------------------------------------
 def _items(
     source: str | Path | Iterable[Any],
     id_field: str | None,
@@ -523,43 +418,5 @@ def _items(
     return items_from_iterable(source, id_field), "<python iterable>"
 
 
-def build_executors(
-    pipeline: Pipeline,
-    graph: Graph,
-    steps: Sequence[str],
-    workers: int | None,
-    *,
-    runtime: Runtime | None = None,
-    executor: str = "local",
-    ray_address: str | None = None,
-) -> dict[Executor, list[str]]:
-    """The executors of a run and the steps each serves: for process steps the process pool
-    (inline with ``workers=0``) or, with ``executor="ray"``, Ray; a thread pool per thread
-    step. Given a ``runtime``, the local executors use it: workers forked from this process
-    inherit the resources it has built."""
-    factories = {name: r.fn for name, r in pipeline.resources.items()}
-    given = runtime
-
-    def runtime_() -> Runtime:
-        return given if given is not None else Runtime(graph, factories)
-
-    lanes: dict[Executor, list[str]] = {}
-    process_steps = [s for s in steps if graph.nodes[s].step.options.executor == "process"]
-    if process_steps and executor == "ray":
-        from conveyor.executors.ray import ray_lanes
-
-        lanes.update(
-            ray_lanes(graph, factories, process_steps, address=ray_address, workers=workers)
-        )
-    elif process_steps:
-        count = (os.cpu_count() or 1) if workers is None else workers
-        pool: Executor = (
-            InlineExecutor(runtime_()) if count == 0 else ProcessExecutor(runtime_, count)
-        )
-        lanes[pool] = process_steps
-    shared = runtime_()  # thread steps share one set of resources in this process
-    for step in steps:
-        options = graph.nodes[step].step.options
-        if options.executor == "thread":
-            lanes[ThreadExecutor(shared, options.concurrency or DEFAULT_THREADS)] = [step]
-    return lanes
+# Plan is part of what hooks see (RunContext.plan); re-exported for hook authors.
+__all__ += ["Plan", "RunContext"]

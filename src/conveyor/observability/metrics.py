@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from conveyor.core.units import LiveStats, UnitState
+from conveyor.scheduling.hooks import Hooks, RunContext
 from conveyor.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -158,3 +159,14 @@ class RunMetrics:
             self._server.server_close()
             self._server = None
         self.collector.close()
+
+
+class MetricsHooks(Hooks):
+    """Stops serving a run's metrics once its coordinator stops driving it."""
+
+    def __init__(self, metrics: RunMetrics) -> None:
+        self.metrics = metrics
+
+    def run_stopped(self, run: RunContext) -> None:
+        """Stop serving."""
+        self.metrics.close()

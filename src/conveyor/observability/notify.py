@@ -15,11 +15,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.core.units import StepStats, UnitState
-from conveyor.scheduling.planner import Plan
+from conveyor.core.units import RunState, StepStats, UnitState
+from conveyor.scheduling.hooks import Hooks, RunContext
 from conveyor.store import Store
 
 log = logging.getLogger("conveyor.observability.notify")
@@ -136,70 +135,53 @@ def slack_body(event: dict[str, Any]) -> dict[str, str]:
     return {"text": text}
 
 
-@dataclass
-class NotifyingObserver:
+class NotifyingHooks(Hooks):
     """Turns a run's progress into notifications: dead-lettered units grouped and sent at most
-    every ``interval`` seconds, one event when the failure rate first crosses ``threshold``
-    (after ``minimum`` finished units), and one when the run finishes."""
+    every ``interval`` seconds, and one event when the run finishes. (The run's failure rate
+    crossing a threshold is an alarm rule: :data:`conveyor.definition.alarms.DEFAULT_RULES`.)
+    When this coordinator stops, what the notifiers still hold is delivered."""
 
-    notifiers: Sequence[Notifier]
-    store: Store
-    pipeline: str
-    interval: float = 60.0
-    threshold: float = 0.1
-    minimum: int = 20
-    _run: str = ""
-    _finished: int = 0
-    _dead: int = 0
-    _pending_dead: int = 0
-    _last_sent: float = field(default=0.0)
-    _rate_alarm: bool = False
-    _started: float = field(default_factory=time.monotonic)
+    def __init__(self, notifiers: Sequence[Notifier], store: Store, *, interval: float = 60.0):
+        self.notifiers = list(notifiers)
+        self.store = store
+        self.interval = interval
+        self._run = ""
+        self._pipeline = ""
+        self._pending_dead = 0
+        self._last_sent = 0.0
+        self._started = time.monotonic()
 
-    def started(self, run_id: str, plan: Plan) -> None:
+    def run_started(self, run: RunContext) -> None:
         """Remember the run."""
-        self._run = run_id
+        self._run, self._pipeline = run.run_id, run.pipeline
         self._started = time.monotonic()
         self._last_sent = time.monotonic() - self.interval
 
-    def advanced(self, step: str, state: UnitState, count: int) -> None:
-        """Count outcomes; send what is due."""
-        if state in (UnitState.DONE, UnitState.DEAD):
-            self._finished += count
+    def units_advanced(self, step: str, state: UnitState, count: int) -> None:
+        """Count dead units; send them once the interval has passed."""
         if state is UnitState.DEAD:
-            self._dead += count
             self._pending_dead += count
-        self._check_rate()
         if self._pending_dead and time.monotonic() - self._last_sent >= self.interval:
             self._send_dead()
 
-    def finished(self, stats: list[StepStats]) -> None:
+    def run_finished(self, run: RunContext, state: RunState, stats: list[StepStats]) -> None:
         """Send what is left and the run's end."""
         if self._pending_dead:
             self._send_dead()
         counts: dict[str, int] = {}
         for stat in stats:
-            for state, n in stat.counts.items():
-                counts[state] = counts.get(state, 0) + n
-        state = "completed_with_errors" if counts.get(UnitState.DEAD.value) else "completed"
+            for unit_state, n in stat.counts.items():
+                counts[unit_state] = counts.get(unit_state, 0) + n
         self._send({
-            "event": "run.finished", "state": state, "counts": counts,
+            "event": "run.finished", "state": state.value, "counts": counts,
             "seconds": time.monotonic() - self._started,
             "errors": self.store.error_groups(self._run, limit=5),
         })  # fmt: skip
 
-    def _check_rate(self) -> None:
-        if self._finished < self.minimum:
-            return
-        rate = self._dead / self._finished
-        if rate >= self.threshold and not self._rate_alarm:
-            self._rate_alarm = True
-            self._send({
-                "event": "run.failure_rate", "rate": rate, "threshold": self.threshold,
-                "dead": self._dead, "finished": self._finished,
-            })  # fmt: skip
-        elif rate < self.threshold / 2:
-            self._rate_alarm = False  # re-arm once it has clearly recovered
+    def run_stopped(self, run: RunContext) -> None:
+        """Deliver what the notifiers still hold, and stop them."""
+        for notifier in self.notifiers:
+            notifier.close()
 
     def _send_dead(self) -> None:
         groups = self.store.error_groups(self._run, limit=10)
@@ -208,7 +190,7 @@ class NotifyingObserver:
         self._last_sent = time.monotonic()
 
     def _send(self, event: dict[str, Any]) -> None:
-        event = {**event, "run": self._run, "pipeline": self.pipeline, "at": time.time()}
+        event = {**event, "run": self._run, "pipeline": self._pipeline, "at": time.time()}
         for notifier in self.notifiers:
             try:
                 notifier.send(event)

@@ -14,12 +14,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from conveyor.core.units import StepStats, UnitState
-from conveyor.scheduling.planner import Plan
+from conveyor.core.units import RunState, StepStats, UnitState
+from conveyor.scheduling.hooks import Hooks, RunContext
 
 
-class RichProgress:
-    """Shows per-step progress while a run goes; implements the runner's observer."""
+class RichProgress(Hooks):
+    """Shows per-step progress while a run goes (the hooks of a run)."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
@@ -37,8 +37,9 @@ class RichProgress:
         self._tasks: dict[str, TaskID] = {}
         self._counts: dict[str, dict[UnitState, int]] = {}
 
-    def started(self, run_id: str, plan: Plan) -> None:
+    def run_started(self, run: RunContext) -> None:
         """Create one bar per step, starting from what is already cached or failed."""
+        run_id, plan = run.run_id, run.plan
         verb = "continuing run" if plan.resumed else "run"
         self.console.print(f"{verb} [bold]{run_id}[/]: {plan.items} items")
         for step, counts in plan.counts.items():
@@ -49,7 +50,7 @@ class RichProgress:
             )
         self._progress.start()
 
-    def advanced(self, step: str, state: UnitState, count: int) -> None:
+    def units_advanced(self, step: str, state: UnitState, count: int) -> None:
         """Move ``step``'s bar."""
         counts = self._counts.setdefault(step, {})
         counts[state] = counts.get(state, 0) + count
@@ -64,7 +65,7 @@ class RichProgress:
             rate=f"{speed:,.0f}/s" if speed else "",
         )
 
-    def finished(self, stats: list[StepStats]) -> None:
+    def run_finished(self, run: RunContext, state: RunState, stats: list[StepStats]) -> None:
         """Settle every bar on the ledger's final counts and stop the display."""
         for stat in stats:
             self._counts[stat.step] = {UnitState(k): v for k, v in stat.counts.items()}

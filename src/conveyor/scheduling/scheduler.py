@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, Protocol
+from typing import Any
 
 from conveyor.core.logs import event, logger
 from conveyor.core.units import Claim, ErrorInfo, ItemRow, LiveStats, Task, UnitState, UnitWork
@@ -25,6 +25,7 @@ from conveyor.definition.graph import Graph
 from conveyor.definition.retry import RetryDecision, classify, decide
 from conveyor.errors import StoreError, WorkerLost
 from conveyor.executors.base import Executor, TaskResult
+from conveyor.scheduling.hooks import Hooks
 from conveyor.store.base import Done, Failed, Store
 
 #: How long a claimed unit stays leased before another coordinator may take it. The holder
@@ -60,13 +61,6 @@ def coordinator_id(owner: str) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{owner}"
 
 
-class Observer(Protocol):
-    """Told what happens while a run progresses (the progress display implements this)."""
-
-    def advanced(self, step: str, state: UnitState, count: int) -> None:
-        """``count`` units of ``step`` reached ``state``."""
-
-
 @dataclass
 class _Lane:
     """One executor with the steps it serves and the tasks waiting for a free slot."""
@@ -86,13 +80,14 @@ class Scheduler:
         graph: Graph,
         steps: Sequence[str],
         lanes: Mapping[Executor, Sequence[str]],
-        observer: Observer | None = None,
+        hooks: Hooks | None = None,
         *,
         owner: str | None = None,
         coordinator: str | None = None,
         lease: float = LEASE_SECONDS,
         on_finished: Callable[[set[int]], None] | None = None,
         chains: bool = False,
+        live: LiveStats | None = None,
     ) -> None:
         self.store = store
         self.lease = lease
@@ -107,12 +102,12 @@ class Scheduler:
             s: tuple(d for d in graph.nodes[s].descendants if d in selected) for s in steps
         }
         self._lanes = [_Lane(ex, tuple(st), deque()) for ex, st in lanes.items() if st]
-        self._observer = observer
+        self._hooks = hooks
         #: Told, after each commit, the items that may have just finished: a unit of a step
         #: nothing downstream depends on ended, or a unit died (its dependents skipped).
         self._on_finished = on_finished
         #: Workers, CPU and memory per step, as the run goes (read by the metrics).
-        self.live = LiveStats()
+        self.live = live if live is not None else LiveStats()
         self.owner = owner or new_owner()
         self.coordinator = coordinator or self.owner
         # Renew well within the lease, however short it was made.
@@ -461,9 +456,9 @@ class Scheduler:
                 self._on_finished(ended)
         if (failed or requeue) and logger.isEnabledFor(logging.WARNING):
             self._log_failures(failed, results)
-        if self._observer is not None:
+        if self._hooks is not None:
             for (step, state), count in tally.items():
-                self._observer.advanced(step, state, count)
+                self._hooks.units_advanced(step, state, count)
 
     def _unsuspect(self, item_idx: int, steps: Sequence[str]) -> None:
         for unit_id, (idx, step) in list(self._isolate.items()):

@@ -22,15 +22,16 @@ from conveyor.core.logs import logger
 from conveyor.core.units import FINAL_STATES, LiveStats, RunState, UnitState
 from conveyor.errors import StepError, UsageError
 from conveyor.executors.runtime import ResourceFailed, Runtime
-from conveyor.interfaces.api import build_executors, coordinator_alive, finish_run, new_run_id
-from conveyor.scheduling.planner import plan_run, plan_signature
-from conveyor.scheduling.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
+from conveyor.scheduling.coordinator import Coordinator, coordinator_alive
+from conveyor.scheduling.hooks import Hooks
+from conveyor.scheduling.lanes import build_lanes
+from conveyor.scheduling.planner import plan_run
+from conveyor.scheduling.scheduler import LEASE_SECONDS, Scheduler
 from conveyor.sources.item import ItemKind
 from conveyor.sources.readers import SourceItem, items_from_iterable
 from conveyor.store import Store, open_store
 
 if TYPE_CHECKING:
-    from conveyor.definition.alarms import AlarmRule, AlarmWatch
     from conveyor.definition.pipeline import Pipeline
 
 #: How long :meth:`Stream.result` waits for the scheduler's word that its item may have finished
@@ -51,8 +52,7 @@ class Stream:
         workers: int | None = None,
         id_field: str | None = None,
         preload: bool = False,
-        alarms: Sequence[AlarmRule] = (),
-        notify: Sequence[str] = (),
+        hooks: Sequence[Hooks] = (),
     ) -> None:
         self.pipeline = pipeline
         #: Build every resource when the stream opens, before the workers start, so the first
@@ -65,11 +65,9 @@ class Stream:
         #: Whether the last :meth:`close` finished every accepted item (False when the grace
         #: period ran out and the rest was left in the ledger for the next stream).
         self.finished = True
-        #: Alarm rules evaluated while the stream is open (with the pipeline's own), notifying
-        #: the pipeline's webhooks and ``notify``.
-        self.alarms = [*pipeline.alarms, *alarms]
-        self._notify = [*dict.fromkeys([*pipeline.notify, *notify])]
-        self._watch: AlarmWatch | None = None
+        #: Told of the stream's run: when it opens, as its units advance, when it closes.
+        self.hooks = list(hooks)
+        self._coordinator: Coordinator | None = None
         #: Seconds spent building resources when the stream opened (with ``preload``).
         self.load_seconds = 0.0
         self._loaded = False
@@ -104,57 +102,42 @@ class Stream:
         """Record the run, build the resources (with ``preload``), start the workers and the
         scheduler. A resource that fails to build with ``preload`` raises
         :class:`~conveyor.errors.StepError` before anything starts."""
-        graph = self.pipeline.graph
         if self.preload:
             self.load()
-        steps = list(graph.order)
-        versions = {n: r.code_version for n, r in self.pipeline.resources.items()}
-        self._versions = versions
-        owner = new_owner()
-        coordinator = coordinator_id(owner)
+        steps = list(self.pipeline.graph.order)
         # Two connections: the scheduler's thread owns one, submit() and result() the other.
         ledger = open_store(self._store_location)
         self._ingest = open_store(self._store_location)
-        signature = plan_signature(graph, steps, (), versions)
+        coordinator = Coordinator(self.pipeline, ledger, steps, lease=LEASE_SECONDS,
+                                  hooks=self.hooks)  # fmt: skip
+        self._coordinator = coordinator
+        self._versions = coordinator.versions
         # A stream whose process died or stopped before its items finished left them in the
         # ledger: the next stream of the same pipeline and code takes its run over; one with
         # other code carries the unfinished items into its own run.
-        previous = ledger.find_resumable(self.pipeline.name, STREAM_SOURCE, signature)
-        if previous is not None and not coordinator_alive(ledger.get_run(previous)):
-            self.run_id = previous
-            ledger.adopt_run(previous, coordinator)
+        previous = ledger.find_resumable(self.pipeline.name, STREAM_SOURCE, coordinator.signature)
+        if previous is not None and not coordinator_alive(run := ledger.get_run(previous)):
+            coordinator.adopt(run)
             self._next_idx = ledger.next_item_index(previous)
         else:
-            self.run_id = new_run_id()
-            ledger.create_run(
-                self.run_id,
-                pipeline=self.pipeline.name,
-                pipeline_file=None,
-                source=STREAM_SOURCE,
-                steps=steps,
-                options={"stream": True},
-                signature=signature,
-                coordinator=coordinator,
-            )
-            ledger.mark_planned(self.run_id)
+            coordinator.create(source=STREAM_SOURCE, options={"stream": True})
+            ledger.mark_planned(coordinator.run_id)
+        self.run_id = coordinator.run_id
         self._carry_over(ledger, steps)
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
-        lanes = build_executors(self.pipeline, graph, steps, self._workers, runtime=self.runtime)
+        lanes = build_lanes(self.pipeline, steps, self._workers, runtime=self.runtime)
         for executor in lanes:
             executor.start()  # fork here, before the scheduler thread exists
-        scheduler = Scheduler(
-            ledger, self.run_id, graph, steps, lanes, owner=owner, coordinator=coordinator,
-            lease=LEASE_SECONDS, on_finished=self._signals.finished, chains=True,
-        )  # fmt: skip
-
+        scheduler = coordinator.scheduler(lanes, chains=True, on_finished=self._signals.finished)
         self._scheduler = scheduler
+        coordinator.start()
 
         def loop() -> None:
             try:
                 if scheduler.run(open_until=self._closed, wakeup=self._read_fd, abort=self._abort):
-                    finish_run(ledger, self.run_id, steps)
+                    coordinator.finish()
                 else:
                     self.finished = False
                     ledger.set_run_state(
@@ -162,7 +145,7 @@ class Stream:
                     )
             except BaseException as exc:
                 self._failure = exc
-                ledger.set_run_state(self.run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
+                coordinator.record_end(exc)
             finally:
                 for executor in lanes:
                     executor.shutdown()
@@ -170,15 +153,6 @@ class Stream:
 
         self._thread = threading.Thread(target=loop, name="conveyor-stream", daemon=True)
         self._thread.start()
-        if self.alarms:
-            from conveyor.definition.alarms import AlarmWatch
-            from conveyor.observability.notify import WebhookNotifier
-
-            notifiers = [WebhookNotifier(url) for url in self._notify]
-            self._watch = AlarmWatch(
-                self.alarms, pipeline=self.pipeline.name, store=self._store_location,
-                run_id=lambda: self.run_id, live=lambda: self.live, notifiers=notifiers,
-            ).start()  # fmt: skip
 
     def close(self, timeout: float | None = None, *, grace: float | None = None) -> None:
         """Stop accepting items, finish the ones accepted, and end the run. With ``grace``,
@@ -197,10 +171,9 @@ class Stream:
             # Still finishing accepted items: keep everything it uses; close() may be called again.
             raise TimeoutError(f"the stream did not finish its items within {timeout}s")
         self._thread = None
-        if self._watch is not None:
-            self._watch.stop()
-            self._watch.close_notifiers()
-            self._watch = None
+        if self._coordinator is not None:
+            self._coordinator.stop()
+            self._coordinator = None
         os.close(self._read_fd)
         os.close(self._write_fd)
         if self._ingest is not None:

@@ -8,16 +8,24 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 import watchfiles
 
 from conveyor.errors import InputError
-from conveyor.scheduling.stream import Stream
 from conveyor.sources.item import Item, ItemKind
 
 #: A file is read once its size and modification time have not changed for this long.
 SETTLE_SECONDS = 0.3
 _TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp", "~")
+
+
+class Sink(Protocol):
+    """Where watched files go: a stream (anything with its ``submit``)."""
+
+    def submit(self, value: Any, *, id: str | None = None) -> str:
+        """Accept one item durably and return its id."""
+        ...
 
 
 def is_temporary(name: str) -> bool:
@@ -26,7 +34,7 @@ def is_temporary(name: str) -> bool:
 
 
 def watch_folder(
-    stream: Stream,
+    stream: Sink,
     folder: Path,
     *,
     new_only: bool = False,

@@ -28,10 +28,9 @@ from conveyor.observability.report import (
 )
 
 if TYPE_CHECKING:
-    from conveyor.core.units import RunInfo
+    from conveyor.core.units import RunInfo, RunReport
     from conveyor.definition.alarms import AlarmRule
     from conveyor.definition.pipeline import Pipeline
-    from conveyor.interfaces.api import RunReport
     from conveyor.store import Store
 
 EXIT_OK, EXIT_FAILED_UNITS, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -270,7 +269,7 @@ def run(
     from conveyor.observability.progress import RichProgress
 
     pipe, path = load_pipeline(pipeline)
-    observer = RichProgress(err) if progress else None
+    hooks = [RichProgress(err)] if progress else []
     report = run_pipeline(
         pipe,
         input,
@@ -278,7 +277,7 @@ def run(
         workers=workers,
         only=_split(only),
         force=_split(force),
-        observer=observer,
+        hooks=hooks,
         pipeline_file=str(path),
         id_field=id_field,
         group_by=_split(group_by),
@@ -529,7 +528,7 @@ def resume(
         workers=workers,
         only=options.get("only") or [],
         force=options.get("force") or [],
-        observer=RichProgress(err) if progress else None,
+        hooks=[RichProgress(err)] if progress else [],
         pipeline_file=str(path),
         id_field=options.get("id_field"),
         group_by=options.get("group_by") or [],
@@ -562,7 +561,7 @@ def worker(
     ledger, run them on this machine's workers, until none is left. Start it beside 'conveyor
     run' (same pipeline code, same --store, e.g. PostgreSQL) on as many machines as you like."""
     from conveyor.definition.loader import load_pipeline
-    from conveyor.interfaces.join import join_run
+    from conveyor.interfaces.api import join_run
 
     pipe, _ = load_pipeline(pipeline)
     joined = join_run(pipe, run_id, store=store, workers=workers,
@@ -602,7 +601,7 @@ def redrive(
         step=step,
         error=error,
         workers=workers,
-        observer=RichProgress(err) if progress else None,
+        hooks=[RichProgress(err)] if progress else [],
     )
     _finish(report)
 

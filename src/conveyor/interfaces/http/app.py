@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.core.durations import parse_duration
 from conveyor.errors import ConveyorError, StepError, UsageError
+from conveyor.interfaces.api import open_stream
 from conveyor.interfaces.http.dashboard import PREFIX as DASHBOARD
 from conveyor.interfaces.http.dashboard import dashboard_router, is_public
 from conveyor.interfaces.http.schemas import (
@@ -102,7 +103,7 @@ def create_app(
     """The app for ``pipeline``. When it starts, its resources load (``/readyz`` answers 503
     meanwhile) and then its stream opens; when it stops, the stream closes, finishing the
     accepted items within the drain deadline. Uploaded files are kept under ``uploads``."""
-    stream = Stream(
+    stream = open_stream(
         pipeline, store=store, workers=workers, preload=True, alarms=alarms, notify=notify
     )
     state = ServeState(stream)
