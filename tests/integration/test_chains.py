@@ -218,7 +218,9 @@ def test_a_chain_takes_finished_upstream_results_from_the_ledger(
     assert sorted((c.item_idx, c.step) for c in claims) == [(0, "then"), (1, "first"),
                                                             (1, "then")]  # fmt: skip
     scheduler = Scheduler(store, "r", graph, steps, {}, owner="me", chains=True)
-    [task] = scheduler._pack_chains(claims, free=1)
+    items, inputs = scheduler._fetch(claims)
+    [task], handed_back = scheduler._packer.pack_chains(claims, items, inputs, free=1)
+    assert handed_back == []
     assert task.chain and len(task.units) == 3
     item0_then = next(u for u in task.units if u.unit_id == claims[0].unit_id)
     assert pickle.loads(item0_then.inputs["first"]) == 1 and item0_then.local == ()

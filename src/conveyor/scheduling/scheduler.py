@@ -7,7 +7,6 @@ that still holds the token counts. Batch and stream runs share this loop."""
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import threading
@@ -20,21 +19,19 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from conveyor.core.logs import event, logger
-from conveyor.core.units import Claim, ErrorInfo, ItemRow, LiveStats, Task, UnitState, UnitWork
+from conveyor.core.units import Claim, ErrorInfo, ItemRow, LiveStats, Task, UnitState
 from conveyor.definition.graph import Graph
 from conveyor.definition.retry import RetryDecision, classify, decide
 from conveyor.errors import StoreError, WorkerLost
 from conveyor.executors.base import Executor, TaskResult
 from conveyor.scheduling.hooks import Hooks
+from conveyor.scheduling.packing import Packer
 from conveyor.store.base import Done, Failed, Store
 
 #: How long a claimed unit stays leased before another coordinator may take it. The holder
 #: extends its leases every ``HEARTBEAT_SECONDS`` while it lives.
 LEASE_SECONDS = 300.0
 HEARTBEAT_SECONDS = 5.0
-#: Aim for tasks of about this much work, so per-task overhead stays small.
-TASK_SECONDS = 0.05
-MAX_UNITS_PER_TASK = 1024
 
 
 #: Failures the executors report themselves (a worker killed for its timeout or lost), as the
@@ -114,10 +111,7 @@ class Scheduler:
         self._beat_every = min(HEARTBEAT_SECONDS, lease / 3)
         self._next_beat = time.monotonic() + self._beat_every
         self._inflight: dict[int, Claim] = {}  # unit id -> claim
-        self._task_ids = 0
-        self._mean: dict[str, float] = {}  # step -> moving average of seconds per unit
-        self._proven: set[str] = set()  # steps with a successful unit measured
-        self._ceiling: dict[str, int] = {}  # step -> most units per task for now
+        self._packer = Packer(graph)
         self._limits: dict[str, int] = {
             s: graph.nodes[s].step.options.concurrency or 0
             for s in steps
@@ -138,8 +132,6 @@ class Scheduler:
             if chains and lane.executor.runs_chains
             and not any(step in self._limits for step in lane.steps)
         }  # fmt: skip
-        self._order = {step: i for i, step in enumerate(graph.order)}
-        self._chain_ceiling = 1  # most items per chain task for now (slow start, as per step)
 
     def run(
         self,
@@ -213,7 +205,13 @@ class Scheduler:
             claims = self._claim_items(lane, free) if chained else self._claim(lane, free)
             if not claims:
                 continue
-            for task in self._pack_chains(claims, free) if chained else self._pack(claims, free):
+            items, inputs = self._fetch(claims)
+            if chained:
+                tasks, handed_back = self._packer.pack_chains(claims, items, inputs, free)
+                self._hand_back(handed_back)
+            else:
+                tasks = self._packer.pack(claims, items, inputs, free, self._isolate)
+            for task in tasks:
                 if free > 0:
                     lane.executor.submit(task)
                     free -= 1
@@ -226,8 +224,7 @@ class Scheduler:
         if open_steps:
             # About one task's worth per free slot for the slowest step measured so far: enough
             # to keep workers fed, not so much that work piles up leased to this coordinator.
-            measured = [self._chunk(s) for s in open_steps if s in self._mean or self._fixed(s)]
-            per_task = min(measured) if measured else 1
+            per_task = self._packer.units_per_task(open_steps)
             claims += self.store.claim(
                 self.run_id, open_steps, free * per_task, owner=self.owner, lease=self.lease
             )
@@ -242,9 +239,7 @@ class Scheduler:
 
     def _claim_items(self, lane: _Lane, free: int) -> list[Claim]:
         """Whole items for chains: about one task's worth of items per free slot."""
-        measured = [self._mean[s] for s in lane.steps if s in self._mean]
-        per_item = sum(measured) if measured else TASK_SECONDS
-        per_task = max(1, min(self._chain_ceiling, int(TASK_SECONDS / max(per_item, 1e-6))))
+        per_task = self._packer.items_per_task(lane.steps)
         claims = self.store.claim_items(
             self.run_id, lane.steps, free * per_task, owner=self.owner, lease=self.lease
         )
@@ -256,23 +251,13 @@ class Scheduler:
             self._inflight[claim.unit_id] = claim
             self._running[claim.step] += 1
 
-    def _fixed(self, step: str) -> bool:
-        options = self.graph.nodes[step].step.options
-        return bool(options.batch_size) or options.executor == "thread"
-
-    def _chunk(self, step: str) -> int:
-        options = self.graph.nodes[step].step.options
-        if options.batch_size:
-            return options.batch_size
-        if options.executor == "thread":
-            return 1
-        mean = self._mean.get(step)
-        if mean is None:
-            return 1
-        # Slow start: no more than twice what came back last time, so that one misleading
-        # measure cannot pack minutes of work into a task.
-        ceiling = self._ceiling.get(step, 1)
-        return max(1, min(ceiling, int(TASK_SECONDS / max(mean, 1e-6))))
+    def _hand_back(self, claims: list[Claim]) -> None:
+        """Give back units a chain cannot run (their upstream unit is held elsewhere)."""
+        if claims:
+            for c in claims:
+                del self._inflight[c.unit_id]
+                self._running[c.step] -= 1
+            self.store.commit(self.run_id, [], [], claims)
 
     def _fetch(
         self, claims: list[Claim]
@@ -285,91 +270,6 @@ class Scheduler:
         items = self.store.load_items(self.run_id, idxs) if uses_item else {}
         upstream = sorted({u for s in steps for u in self.graph.nodes[s].upstream})
         return items, self.store.load_inputs(self.run_id, idxs, upstream)
-
-    def _pack(self, claims: list[Claim], free: int) -> list[Task]:
-        """Turn claims into tasks: batched steps by ``batch_size``; units that must run alone
-        (thread steps, suspects after a worker died) one per task; the rest spread evenly over
-        the free slots, whatever their step, so each task carries a useful amount of work."""
-        items, inputs = self._fetch(claims)
-        batches: dict[str, list[UnitWork]] = {}
-        alone: list[tuple[UnitWork, str | None]] = []
-        rest: list[UnitWork] = []
-        for c in claims:
-            node = self.graph.nodes[c.step]
-            work = UnitWork(
-                unit_id=c.unit_id,
-                step=c.step,
-                fence=c.fence,
-                item=items.get(c.item_idx) if node.uses_item else None,
-                inputs={u: inputs[(c.item_idx, u)] for u in node.upstream},
-            )
-            options = node.step.options
-            batch = c.step if options.batch_size else None
-            if c.unit_id in self._isolate:
-                alone.append((work, batch))  # a batch of one, or a task of one
-            elif batch is not None:
-                batches.setdefault(c.step, []).append(work)
-            elif options.executor == "thread" or options.timeout:
-                alone.append((work, None))
-            else:
-                rest.append(work)
-        groups: list[tuple[list[UnitWork], str | None]] = []
-        for step, units in batches.items():
-            size = self.graph.nodes[step].step.options.batch_size or 1
-            groups += [(units[i : i + size], step) for i in range(0, len(units), size)]
-        groups += [([unit], batch) for unit, batch in alone]
-        size = max(1, math.ceil(len(rest) / max(1, free)))
-        groups += [(rest[i : i + size], None) for i in range(0, len(rest), size)]
-        tasks = []
-        for units, batch in groups:
-            self._task_ids += 1
-            timeouts = [self.graph.nodes[u.step].step.options.timeout for u in units]
-            # A batch is one call; otherwise the units run one after another.
-            timeout = None if None in timeouts else (
-                timeouts[0] if batch else sum(t or 0.0 for t in timeouts)
-            )  # fmt: skip
-            tasks.append(Task(self._task_ids, tuple(units), batch, timeout))
-        return tasks
-
-    def _pack_chains(self, claims: list[Claim], free: int) -> list[Task]:
-        """Turn whole items into chain tasks, their items spread evenly over the free slots.
-        A unit whose upstream unit is neither finished nor in the chain (another coordinator
-        holds it) cannot run here: it goes straight back to wait for it."""
-        items, inputs = self._fetch(claims)
-        by_item: dict[int, list[Claim]] = {}
-        for c in sorted(claims, key=lambda c: (c.item_idx, self._order[c.step])):
-            by_item.setdefault(c.item_idx, []).append(c)
-        chains: list[list[UnitWork]] = []
-        handed_back: list[Claim] = []
-        for idx, item_claims in by_item.items():
-            here: dict[str, int] = {}  # step -> unit id of a runnable unit in this chain
-            chain: list[UnitWork] = []
-            for c in item_claims:
-                node = self.graph.nodes[c.step]
-                local = tuple((u, here[u]) for u in node.upstream if u in here)
-                loaded = {u: inputs[(idx, u)] for u in node.upstream
-                          if u not in here and (idx, u) in inputs}  # fmt: skip
-                if len(local) + len(loaded) < len(node.upstream):
-                    handed_back.append(c)
-                    continue
-                here[c.step] = c.unit_id
-                item = items.get(idx) if node.uses_item else None
-                chain.append(UnitWork(c.unit_id, c.step, c.fence, item, loaded, local))
-            if chain:
-                chains.append(chain)
-        if handed_back:
-            for c in handed_back:
-                del self._inflight[c.unit_id]
-                self._running[c.step] -= 1
-            self.store.commit(self.run_id, [], [], handed_back)
-        size = max(1, math.ceil(len(chains) / max(1, free)))
-        tasks = []
-        for i in range(0, len(chains), size):
-            units = sorted((u for chain in chains[i : i + size] for u in chain),
-                           key=lambda u: self._order[u.step])  # fmt: skip
-            self._task_ids += 1
-            tasks.append(Task(self._task_ids, tuple(units), chain=True))
-        return tasks
 
     # completion --------------------------------------------------------------------------------
     def _drain_wakeup(self) -> None:
@@ -417,7 +317,7 @@ class Scheduler:
                         self._isolate[claim.unit_id] = (claim.item_idx, claim.step)
                     continue
                 self._isolate.pop(claim.unit_id, None)
-                self._learn(claim.step, outcome.duration, outcome.error is None)
+                self._packer.learn(claim.step, outcome.duration, outcome.error is None)
                 finished_steps.add(claim.step)
                 cpu[claim.step] = cpu.get(claim.step, 0.0) + outcome.cpu
                 if outcome.rss:
@@ -444,10 +344,7 @@ class Scheduler:
                             tally.get((skipped, UnitState.SKIPPED), 0) + 1
                         )
                 tally[(claim.step, state)] = tally.get((claim.step, state), 0) + 1
-            for step in finished_steps:  # a task came back: its steps may pack twice as much
-                self._ceiling[step] = min(MAX_UNITS_PER_TASK, 2 * self._ceiling.get(step, 1))
-            if finished_steps:
-                self._chain_ceiling = min(MAX_UNITS_PER_TASK, 2 * self._chain_ceiling)
+            self._packer.came_back(finished_steps)
         self.store.commit(self.run_id, done, failed, requeue)
         if self._on_finished is not None:
             ended = {c.item_idx for c, _, downstream in done if not downstream}
@@ -503,18 +400,6 @@ class Scheduler:
             backoff=options.backoff,
             backoff_max=options.backoff_max,
         )
-
-    def _learn(self, step: str, duration: float, succeeded: bool) -> None:
-        """Follow the step's time per unit. Failures are often much faster than the work
-        (a bad input refused at once): they only count until the first success."""
-        if succeeded and step not in self._proven:
-            self._proven.add(step)
-            mean = None
-        elif not succeeded and step in self._proven:
-            return
-        else:
-            mean = self._mean.get(step)
-        self._mean[step] = duration if mean is None else 0.8 * mean + 0.2 * duration
 
     def _sleep_until_retry(self) -> None:
         """Nothing to claim, nothing in flight: wait for a retry to come due, or for another
