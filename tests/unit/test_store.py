@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conveyor.core.units import ErrorInfo, Outcome, RunState, UnitState
+from conveyor.core.units import ErrorInfo, Outcome, QueueTimes, RunState, UnitState
 from conveyor.errors import RunNotFound, StoreError, UsageError
 from conveyor.store import Store, open_store
 from conveyor.store.sqlfiles import load_migrations, load_queries
@@ -347,6 +347,18 @@ def test_a_retry_waits_until_its_time(ledger: Store) -> None:
     ledger.commit("r1", [], [(claim, outcome, UnitState.READY, 4e9, (), "retry")])
     assert ledger.claim("r1", ["a"], 1, owner="me", lease=60) == []
     assert ledger.next_retry_time("r1") == 4e9
+
+
+def test_the_queue_times_are_read_together(ledger: Store) -> None:
+    new_run(ledger, items=2)
+    assert ledger.queue_times("r1") == QueueTimes(0, None, 4)
+    first, second = ledger.claim("r1", ["a"], 2, owner="me", lease=60)
+    times = ledger.queue_times("r1")
+    assert times.next_retry is None and times.next_expiry is not None and times.unfinished == 4
+    outcome = Outcome(first.unit_id, first.fence, None, ErrorInfo("E", "m", ""), 1.0, 0.1)
+    ledger.commit("r1", [(second, ok(second.unit_id, second.fence), ["b"])],
+                  [(first, outcome, UnitState.READY, 4e9, (), "retry")])  # fmt: skip
+    assert ledger.queue_times("r1") == QueueTimes(0, None, 3)  # b of the second item is ready
 
 
 def test_requeued_units_go_back_without_spending_an_attempt(ledger: Store) -> None:

@@ -63,6 +63,16 @@ class Claim(NamedTuple):
     attempt: int
 
 
+class QueueTimes(NamedTuple):
+    """What a coordinator with nothing to run reads of a run's queue, as one snapshot: read
+    apart, another coordinator's commit between the reads could make units that just became
+    ready look as if nothing could ever run them."""
+
+    next_retry: float | None  # earliest time a ready unit may be claimed (0: now; None: none)
+    next_expiry: float | None  # when the first lease on a running unit expires (None: none)
+    unfinished: int  # units not in a final state
+
+
 class ItemRow(NamedTuple):
     """An item as stored: enough to rebuild it, or the reason it could not be read."""
 

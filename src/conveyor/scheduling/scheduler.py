@@ -524,9 +524,13 @@ class Scheduler:
     def _sleep_until_retry(self) -> None:
         """Nothing to claim, nothing in flight: wait for a retry to come due, or for another
         coordinator sharing the run to finish (or lose) the units it holds."""
-        due = self.store.next_retry_time(self.run_id)
+        # One snapshot: read apart, the other coordinator may commit between the reads.
+        queue = self.store.queue_times(self.run_id)
+        if queue.unfinished == 0:
+            return  # another coordinator finished the last units meanwhile
+        due = queue.next_retry
         if due is None:
-            expiry = self.store.next_lease_expiry(self.run_id)
+            expiry = queue.next_expiry
             if expiry is None:
                 # Unfinished units that nobody can run: none ready, none running anywhere.
                 raise StoreError(

@@ -19,6 +19,7 @@ from conveyor.core.units import (
     ErrorInfo,
     ItemRow,
     LedgerMetrics,
+    QueueTimes,
     RunInfo,
     RunState,
     StepStats,
@@ -347,6 +348,15 @@ class RelationalStore(Store):
     def next_lease_expiry(self, run_id: str) -> float | None:
         row = self._execute("next_lease_expiry", {"run_id": run_id}).fetchone()
         return None if row[0] is None else float(row[0])
+
+    def queue_times(self, run_id: str) -> QueueTimes:
+        # One statement: both dialects read all of it from one snapshot.
+        retry, expiry, unfinished = self._execute("queue_times", {"run_id": run_id}).fetchone()
+        return QueueTimes(
+            None if retry is None else float(retry),
+            None if expiry is None else float(expiry),
+            int(unfinished),
+        )
 
     def unfinished_items(self, run_id: str) -> int:
         return int(self._execute("unfinished_items", {"run_id": run_id}).fetchone()[0])

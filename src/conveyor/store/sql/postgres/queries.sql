@@ -267,6 +267,14 @@ SELECT min(coalesce(not_before, 0)) FROM units WHERE run_id = %(run_id)s AND sta
 -- name: next_lease_expiry
 SELECT min(lease_expires) FROM units WHERE run_id = %(run_id)s AND state = 'running';
 
+-- name: queue_times
+-- next_not_before, next_lease_expiry and unfinished_count in one statement: one snapshot.
+SELECT (SELECT min(coalesce(not_before, 0)) FROM units
+        WHERE run_id = %(run_id)s AND state = 'ready'),
+       (SELECT min(lease_expires) FROM units WHERE run_id = %(run_id)s AND state = 'running'),
+       (SELECT count(*) FROM units
+        WHERE run_id = %(run_id)s AND state IN ('pending', 'ready', 'running'));
+
 -- name: failures
 SELECT i.item_id, u.step, u.state, u.attempts, u.error_type, u.error_message, u.traceback
 FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
