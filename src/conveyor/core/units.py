@@ -53,7 +53,8 @@ class ErrorInfo(NamedTuple):
 
 
 class Claim(NamedTuple):
-    """A unit leased to this coordinator: run it, then commit under ``fence``."""
+    """A unit leased to this coordinator: run it, then commit under ``fence``. ``attempt``
+    counts this one; ``losses`` is how many of the attempts before it lost their worker."""
 
     unit_id: int
     item_idx: int
@@ -61,6 +62,7 @@ class Claim(NamedTuple):
     key: str
     fence: int
     attempt: int
+    losses: int = 0
 
 
 class QueueTimes(NamedTuple):

@@ -493,13 +493,17 @@ class Scheduler:
                 event("unit.retried", logging.WARNING, **fields)
 
     def _decide(self, claim: Claim, error: ErrorInfo) -> RetryDecision:
+        """Retry or give up: a lost worker spends the step's ``max_worker_losses``, any other
+        failure its ``retries``."""
         options = self.graph.nodes[claim.step].step.options
         retryable = error.retryable
+        lost = error.type == WorkerLost.__name__
         raised = _RAISED_BY_EXECUTORS.get(error.type)
         if raised is not None:  # no worker saw this exception: classify it here
-            retryable = classify(
-                raised(error.message), options.retry_on, options.give_up_on
-            ).retryable
+            # A lost worker is not among the step's exceptions that retry_on picks; only
+            # give_up_on naming it stops its own budget.
+            retry_on = () if lost else options.retry_on
+            retryable = classify(raised(error.message), retry_on, options.give_up_on).retryable
         return decide(
             attempt=claim.attempt,
             retries=options.retries,
@@ -507,6 +511,9 @@ class Scheduler:
             requested_delay=error.delay,
             backoff=options.backoff,
             backoff_max=options.backoff_max,
+            losses=claim.losses,
+            lost=lost,
+            max_losses=options.max_worker_losses,
         )
 
     def _learn(self, step: str, duration: float, succeeded: bool) -> None:

@@ -25,7 +25,7 @@ from conveyor.core.units import (
     StepStats,
     UnitState,
 )
-from conveyor.errors import RunNotFound
+from conveyor.errors import RunNotFound, WorkerLost
 from conveyor.store.base import Done, Failed, Store, UnitRow
 
 _EXPORT_PAGE = 2000
@@ -303,6 +303,8 @@ class RelationalStore(Store):
                 "signature": signature(claim.step, error.type, error.message)
                 if state is UnitState.DEAD
                 else None,
+                # A lost worker counts against the step's max_worker_losses, not its retries.
+                "lost": 1 if error.type == WorkerLost.__name__ else 0,
             },
         ).rowcount
         if changed != 1:
