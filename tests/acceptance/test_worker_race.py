@@ -34,7 +34,7 @@ PIPELINE = "import time\nimport conveyor as cv\npipe = cv.Pipeline('chained')\n"
 
 #: Runs the CLI with a pause after each read the waiting scheduler makes of the queue.
 PAUSED = """
-import sys, time
+import time
 from conveyor.store.relational import RelationalStore
 
 def paused(name):
