@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conveyor.core.units import ErrorInfo, Outcome, RunState, UnitState
+from conveyor.core.units import Claim, ErrorInfo, Outcome, QueueTimes, RunState, UnitState
 from conveyor.errors import RunNotFound, StoreError, UsageError
 from conveyor.store import Store, open_store
 from conveyor.store.sqlfiles import load_migrations, load_queries
@@ -349,6 +349,18 @@ def test_a_retry_waits_until_its_time(ledger: Store) -> None:
     assert ledger.next_retry_time("r1") == 4e9
 
 
+def test_the_queue_times_are_read_together(ledger: Store) -> None:
+    new_run(ledger, items=2)
+    assert ledger.queue_times("r1") == QueueTimes(0, None, 4)
+    first, second = ledger.claim("r1", ["a"], 2, owner="me", lease=60)
+    times = ledger.queue_times("r1")
+    assert times.next_retry is None and times.next_expiry is not None and times.unfinished == 4
+    outcome = Outcome(first.unit_id, first.fence, None, ErrorInfo("E", "m", ""), 1.0, 0.1)
+    ledger.commit("r1", [(second, ok(second.unit_id, second.fence), ["b"])],
+                  [(first, outcome, UnitState.READY, 4e9, (), "retry")])  # fmt: skip
+    assert ledger.queue_times("r1") == QueueTimes(0, None, 3)  # b of the second item is ready
+
+
 def test_requeued_units_go_back_without_spending_an_attempt(ledger: Store) -> None:
     new_run(ledger, items=1)
     [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
@@ -356,6 +368,31 @@ def test_requeued_units_go_back_without_spending_an_attempt(ledger: Store) -> No
     assert ledger.commit("r1", [], [], [claim]) == 1  # no longer leased under that fence
     [again] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
     assert (again.fence, again.attempt) == (claim.fence + 1, 1)
+
+
+def test_the_ledger_counts_the_attempts_that_lost_their_worker(ledger: Store) -> None:
+    new_run(ledger, items=1)
+
+    def fail(claim: Claim, kind: str) -> None:
+        outcome = Outcome(claim.unit_id, claim.fence, None, ErrorInfo(kind, "m", ""), 1.0, 0.1)
+        ledger.commit("r1", [], [(claim, outcome, UnitState.READY, None, (), "retry")])
+
+    [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    assert (claim.attempt, claim.losses) == (1, 0)
+    fail(claim, "WorkerLost")
+    [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    assert (claim.attempt, claim.losses) == (2, 1)
+    fail(claim, "ValueError")  # a failure of the step's own is no loss
+    [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)
+    assert (claim.attempt, claim.losses) == (3, 1)
+    fail(claim, "WorkerLost")
+    claim, ahead = ledger.claim_items("r1", ["a", "b"], 1, owner="me", lease=60)
+    assert (claim.step, claim.attempt, claim.losses) == ("a", 4, 2)
+    assert (ahead.step, ahead.attempt, ahead.losses) == ("b", 1, 0)
+    ledger.commit("r1", [], [], [ahead])
+    ledger.reset_units("r1", [(claim.unit_id, UnitState.READY, 0, claim.key)], "sig")
+    [claim] = ledger.claim("r1", ["a"], 1, owner="me", lease=60)  # a clean slate
+    assert (claim.attempt, claim.losses) == (1, 0)
 
 
 def test_release_hands_leased_units_back(ledger: Store) -> None:

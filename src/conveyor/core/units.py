@@ -53,7 +53,8 @@ class ErrorInfo(NamedTuple):
 
 
 class Claim(NamedTuple):
-    """A unit leased to this coordinator: run it, then commit under ``fence``."""
+    """A unit leased to this coordinator: run it, then commit under ``fence``. ``attempt``
+    counts this one; ``losses`` is how many of the attempts before it lost their worker."""
 
     unit_id: int
     item_idx: int
@@ -61,6 +62,17 @@ class Claim(NamedTuple):
     key: str
     fence: int
     attempt: int
+    losses: int = 0
+
+
+class QueueTimes(NamedTuple):
+    """What a coordinator with nothing to run reads of a run's queue, as one snapshot: read
+    apart, another coordinator's commit between the reads could make units that just became
+    ready look as if nothing could ever run them."""
+
+    next_retry: float | None  # earliest time a ready unit may be claimed (0: now; None: none)
+    next_expiry: float | None  # when the first lease on a running unit expires (None: none)
+    unfinished: int  # units not in a final state
 
 
 class ItemRow(NamedTuple):

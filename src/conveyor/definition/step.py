@@ -14,6 +14,7 @@ from typing import Any
 
 from conveyor.core.durations import parse_duration
 from conveyor.core.sizes import parse_size
+from conveyor.definition.retry import MAX_WORKER_LOSSES
 from conveyor.errors import DefinitionError
 
 #: The parameter name that receives the input :class:`~conveyor.sources.item.Item`.
@@ -29,7 +30,12 @@ class StepOptions:
 
     ``cpus``, ``gpus`` and ``memory`` (bytes) are what one task of the step needs. On Ray they
     are its resource request (``num_cpus``, ``num_gpus``, ``memory``); the local executors
-    accept and ignore them (``concurrency`` limits a step there)."""
+    accept and ignore them (``concurrency`` limits a step there).
+
+    ``max_worker_losses`` is how many of a unit's attempts may end with its worker process lost
+    (killed from outside, out of memory, a lost machine) before it is dead-lettered as
+    ``WorkerLost``: a lost worker is seldom the unit's fault, so losses do not spend
+    ``retries``, and a unit that kills every worker it runs on still ends."""
 
     retries: int = 0
     timeout: float | None = None
@@ -44,6 +50,7 @@ class StepOptions:
     backoff_max: float = 300.0
     retry_on: tuple[type[BaseException], ...] = ()
     give_up_on: tuple[type[BaseException], ...] = ()
+    max_worker_losses: int = MAX_WORKER_LOSSES
 
 
 _OPTION_NAMES = tuple(StepOptions.__dataclass_fields__)
@@ -61,6 +68,13 @@ def parse_options(step: str, options: Mapping[str, Any]) -> StepOptions:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise DefinitionError(
             f"step {step!r}: retries={retries!r} must be a whole number >= 0 (e.g. retries=3)"
+        )
+    losses = options.get("max_worker_losses", MAX_WORKER_LOSSES)
+    if isinstance(losses, bool) or not isinstance(losses, int) or losses < 1:
+        raise DefinitionError(
+            f"step {step!r}: max_worker_losses={losses!r} must be a whole number >= 1: how many "
+            f"attempts may lose their worker before the unit is dead (e.g. max_worker_losses=3; "
+            f"1 dead-letters it at the first loss)"
         )
     timeout = options.get("timeout")
     if timeout is not None:
@@ -116,6 +130,7 @@ def parse_options(step: str, options: Mapping[str, Any]) -> StepOptions:
         backoff_max=backoff_max,
         retry_on=_exception_types(step, "retry_on", options.get("retry_on")),
         give_up_on=_exception_types(step, "give_up_on", options.get("give_up_on")),
+        max_worker_losses=losses,
     )
 
 

@@ -385,13 +385,17 @@ class Scheduler:
                 event("unit.retried", logging.WARNING, **fields)
 
     def _decide(self, claim: Claim, error: ErrorInfo) -> RetryDecision:
+        """Retry or give up: a lost worker spends the step's ``max_worker_losses``, any other
+        failure its ``retries``."""
         options = self.graph.nodes[claim.step].step.options
         retryable = error.retryable
+        lost = error.type == WorkerLost.__name__
         raised = _RAISED_BY_EXECUTORS.get(error.type)
         if raised is not None:  # no worker saw this exception: classify it here
-            retryable = classify(
-                raised(error.message), options.retry_on, options.give_up_on
-            ).retryable
+            # A lost worker is not among the step's exceptions that retry_on picks; only
+            # give_up_on naming it stops its own budget.
+            retry_on = () if lost else options.retry_on
+            retryable = classify(raised(error.message), retry_on, options.give_up_on).retryable
         return decide(
             attempt=claim.attempt,
             retries=options.retries,
@@ -399,14 +403,21 @@ class Scheduler:
             requested_delay=error.delay,
             backoff=options.backoff,
             backoff_max=options.backoff_max,
+            losses=claim.losses,
+            lost=lost,
+            max_losses=options.max_worker_losses,
         )
 
     def _sleep_until_retry(self) -> None:
         """Nothing to claim, nothing in flight: wait for a retry to come due, or for another
         coordinator sharing the run to finish (or lose) the units it holds."""
-        due = self.store.next_retry_time(self.run_id)
+        # One snapshot: read apart, the other coordinator may commit between the reads.
+        queue = self.store.queue_times(self.run_id)
+        if queue.unfinished == 0:
+            return  # another coordinator finished the last units meanwhile
+        due = queue.next_retry
         if due is None:
-            expiry = self.store.next_lease_expiry(self.run_id)
+            expiry = queue.next_expiry
             if expiry is None:
                 # Unfinished units that nobody can run: none ready, none running anywhere.
                 raise StoreError(

@@ -13,6 +13,7 @@ from conveyor.core.units import (
     ItemRow,
     LedgerMetrics,
     Outcome,
+    QueueTimes,
     RunInfo,
     RunState,
     StepStats,
@@ -160,6 +161,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def next_lease_expiry(self, run_id: str) -> float | None:
         """When the first lease on a running unit of the run expires (None if none runs)."""
+
+    @abc.abstractmethod
+    def queue_times(self, run_id: str) -> QueueTimes:
+        """:meth:`next_retry_time`, :meth:`next_lease_expiry` and :meth:`unfinished`, read in
+        one snapshot of the ledger."""
 
     @abc.abstractmethod
     def unfinished_items(self, run_id: str) -> int:

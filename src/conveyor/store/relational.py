@@ -19,12 +19,13 @@ from conveyor.core.units import (
     ErrorInfo,
     ItemRow,
     LedgerMetrics,
+    QueueTimes,
     RunInfo,
     RunState,
     StepStats,
     UnitState,
 )
-from conveyor.errors import RunNotFound
+from conveyor.errors import RunNotFound, WorkerLost
 from conveyor.store.base import Done, Failed, Store, UnitRow
 
 _EXPORT_PAGE = 2000
@@ -302,6 +303,8 @@ class RelationalStore(Store):
                 "signature": signature(claim.step, error.type, error.message)
                 if state is UnitState.DEAD
                 else None,
+                # A lost worker counts against the step's max_worker_losses, not its retries.
+                "lost": 1 if error.type == WorkerLost.__name__ else 0,
             },
         ).rowcount
         if changed != 1:
@@ -347,6 +350,15 @@ class RelationalStore(Store):
     def next_lease_expiry(self, run_id: str) -> float | None:
         row = self._execute("next_lease_expiry", {"run_id": run_id}).fetchone()
         return None if row[0] is None else float(row[0])
+
+    def queue_times(self, run_id: str) -> QueueTimes:
+        # One statement: both dialects read all of it from one snapshot.
+        retry, expiry, unfinished = self._execute("queue_times", {"run_id": run_id}).fetchone()
+        return QueueTimes(
+            None if retry is None else float(retry),
+            None if expiry is None else float(expiry),
+            int(unfinished),
+        )
 
     def unfinished_items(self, run_id: str) -> int:
         return int(self._execute("unfinished_items", {"run_id": run_id}).fetchone()[0])

@@ -108,7 +108,7 @@ SET state = 'running', fence = u.fence + 1, attempts = u.attempts + 1,
     lease_owner = %(owner)s, lease_expires = %(expires)s, started_at = %(now)s
 FROM picked
 WHERE u.id = picked.id
-RETURNING u.id, u.item_idx, u.step, u.key, u.fence, u.attempts;
+RETURNING u.id, u.item_idx, u.step, u.key, u.fence, u.attempts, u.losses;
 
 -- name: claim_items
 -- Whole items: every ready or pending unit of :steps of up to :limit items that have a unit
@@ -139,7 +139,7 @@ SET state = 'running', fence = u.fence + 1, attempts = u.attempts + 1,
     lease_owner = %(owner)s, lease_expires = %(expires)s, started_at = %(now)s
 FROM picked
 WHERE u.id = picked.id
-RETURNING u.id, u.item_idx, u.step, u.key, u.fence, u.attempts;
+RETURNING u.id, u.item_idx, u.step, u.key, u.fence, u.attempts, u.losses;
 
 -- name: load_items
 SELECT idx, item_id, kind, payload, error FROM items
@@ -183,7 +183,7 @@ SET state = %(state)s, finished_at = %(finished_at)s, duration = %(duration)s,
     waiting = CASE WHEN %(state)s::text = 'ready' THEN 0 ELSE waiting END,
     error_type = %(error_type)s,
     error_message = %(error_message)s, traceback = %(traceback)s,
-    error_signature = %(signature)s
+    error_signature = %(signature)s, losses = losses + %(lost)s::integer
 WHERE id = %(id)s AND fence = %(fence)s AND state = 'running';
 
 -- name: insert_attempt
@@ -267,6 +267,14 @@ SELECT min(coalesce(not_before, 0)) FROM units WHERE run_id = %(run_id)s AND sta
 -- name: next_lease_expiry
 SELECT min(lease_expires) FROM units WHERE run_id = %(run_id)s AND state = 'running';
 
+-- name: queue_times
+-- next_not_before, next_lease_expiry and unfinished_count in one statement: one snapshot.
+SELECT (SELECT min(coalesce(not_before, 0)) FROM units
+        WHERE run_id = %(run_id)s AND state = 'ready'),
+       (SELECT min(lease_expires) FROM units WHERE run_id = %(run_id)s AND state = 'running'),
+       (SELECT count(*) FROM units
+        WHERE run_id = %(run_id)s AND state IN ('pending', 'ready', 'running'));
+
 -- name: failures
 SELECT i.item_id, u.step, u.state, u.attempts, u.error_type, u.error_message, u.traceback
 FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
@@ -331,7 +339,7 @@ WHERE u.run_id = %(run_id)s
 -- batch: (state, waiting, key, unit id, run id, ready at)
 UPDATE units u
 SET state = v.state, ready_at = v.ready_at, waiting = v.waiting, key = v.key, attempts = 0,
-    fence = u.fence + 1,
+    losses = 0, fence = u.fence + 1,
     lease_owner = NULL, lease_expires = NULL, not_before = NULL, started_at = NULL,
     finished_at = NULL, duration = NULL, error_type = NULL, error_message = NULL,
     traceback = NULL, error_signature = NULL

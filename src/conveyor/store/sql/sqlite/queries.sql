@@ -80,7 +80,7 @@ WHERE id IN (
       AND (not_before IS NULL OR not_before <= :now)
     ORDER BY id LIMIT :limit
 )
-RETURNING id, item_idx, step, key, fence, attempts;
+RETURNING id, item_idx, step, key, fence, attempts, losses;
 
 -- name: claim_items
 -- Whole items: every ready or pending unit of :steps of up to :limit items that have a unit
@@ -104,7 +104,7 @@ WHERE run_id = :run_id AND +state IN ('ready', 'pending')
           AND (o.state = 'running' OR (o.state = 'ready' AND o.not_before > :now)))
     ORDER BY r.id LIMIT :limit
 )
-RETURNING id, item_idx, step, key, fence, attempts;
+RETURNING id, item_idx, step, key, fence, attempts, losses;
 
 -- name: load_items
 SELECT idx, item_id, kind, payload, error FROM items
@@ -135,7 +135,7 @@ SET state = :state, finished_at = :finished_at, duration = :duration, started_at
     ready_at = CASE WHEN :state = 'ready' THEN coalesce(:not_before, :finished_at) END,
     waiting = CASE WHEN :state = 'ready' THEN 0 ELSE waiting END,
     error_type = :error_type, error_message = :error_message, traceback = :traceback,
-    error_signature = :signature
+    error_signature = :signature, losses = losses + :lost
 WHERE id = :id AND fence = :fence AND state = 'running';
 
 -- name: insert_attempt
@@ -210,6 +210,14 @@ SELECT min(coalesce(not_before, 0)) FROM units WHERE run_id = :run_id AND state 
 -- name: next_lease_expiry
 SELECT min(lease_expires) FROM units WHERE run_id = :run_id AND state = 'running';
 
+-- name: queue_times
+-- next_not_before, next_lease_expiry and unfinished_count in one statement: one snapshot.
+SELECT (SELECT min(coalesce(not_before, 0)) FROM units
+        WHERE run_id = :run_id AND state = 'ready'),
+       (SELECT min(lease_expires) FROM units WHERE run_id = :run_id AND state = 'running'),
+       (SELECT count(*) FROM units
+        WHERE run_id = :run_id AND state IN ('pending', 'ready', 'running'));
+
 -- name: failures
 SELECT i.item_id, u.step, u.state, u.attempts, u.error_type, u.error_message, u.traceback
 FROM units u JOIN items i ON i.run_id = u.run_id AND i.idx = u.item_idx
@@ -269,7 +277,8 @@ WHERE u.run_id = :run_id AND u.item_idx IN (SELECT value FROM json_each(:idxs));
 -- name: reset_unit
 -- (state, waiting, key, unit id, run id, ready at)
 UPDATE units
-SET state = ?1, ready_at = ?6, waiting = ?2, key = ?3, attempts = 0, fence = fence + 1,
+SET state = ?1, ready_at = ?6, waiting = ?2, key = ?3, attempts = 0, losses = 0,
+    fence = fence + 1,
     lease_owner = NULL, lease_expires = NULL, not_before = NULL, started_at = NULL,
     finished_at = NULL, duration = NULL, error_type = NULL, error_message = NULL,
     traceback = NULL, error_signature = NULL
