@@ -22,7 +22,7 @@ from pathlib import Path
 import uvicorn
 
 from conveyor.core.units import ErrorInfo, Outcome, UnitState
-from conveyor.interfaces.http.dashboard import create_dashboard_app
+from conveyor.interfaces.http.app import create_dashboard_app
 from conveyor.store import Store, open_store
 
 BATCH = 5000

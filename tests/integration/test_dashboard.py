@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from conveyor.interfaces.http.dashboard import create_dashboard_app
+from conveyor.interfaces.http.app import create_dashboard_app
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "conveyor" / "static" / "dashboard"
 PIPELINE = """

@@ -466,8 +466,7 @@ def dashboard(
     charts, errors with tracebacks, the dead-letter queue with redrive, alarms; live."""
     import uvicorn
 
-    from conveyor.interfaces.http.app import check_binding
-    from conveyor.interfaces.http.dashboard import create_dashboard_app
+    from conveyor.interfaces.http.app import check_binding, create_dashboard_app
     from conveyor.store import open_store
 
     check_binding(host, token)

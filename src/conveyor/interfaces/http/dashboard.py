@@ -1,6 +1,6 @@
 """The web dashboard: a JSON API over the ledger under ``/dashboard/api`` and the single page
-that draws it (``/dashboard``, ``/dashboard/runs/{run}``), served by ``conveyor dashboard``
-and mounted in ``conveyor serve``'s app.
+that draws it (``/dashboard``, ``/dashboard/runs/{run}``): a router of the one HTTP app,
+in ``conveyor dashboard``'s and in ``conveyor serve``'s.
 
 Every number is aggregated by the store's SQL (counts, percentiles, time buckets) and every
 list is paged, so the pages stay fast on runs of hundreds of thousands of units. The page is
@@ -11,7 +11,6 @@ page and its static files carry no ledger data and stay open."""
 
 from __future__ import annotations
 
-import hmac
 import math
 import threading
 import time
@@ -20,15 +19,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.core.units import RunInfo, RunState
 from conveyor.errors import ConveyorError, RunNotFound
+from conveyor.interfaces.http.auth import Public
 from conveyor.interfaces.http.schemas import SafeJSONResponse, error_responses, problem
 from conveyor.store import Store, open_store
 
@@ -44,6 +41,11 @@ _CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 T = TypeVar("T")
+#: The page and its static files hold no ledger data: a browser may load them before it has
+#: the token (its API calls send it).
+PUBLIC = Public(frozenset({PREFIX, f"{PREFIX}/"}), (f"{PREFIX}/static/", f"{PREFIX}/runs/"))
+#: ``conveyor dashboard``'s ``/``, a redirect to the page.
+HOME_PUBLIC = Public(frozenset({"/"}))
 
 
 class RedriveRequest(BaseModel):
@@ -91,6 +93,11 @@ class Redrives:
         with self._lock:
             return self.jobs.get(run_id, {}).get("state") == "running"
 
+    def job(self, run_id: str) -> dict[str, Any] | None:
+        """A copy of the latest redrive of the run started here, if any."""
+        with self._lock:
+            return dict(self.jobs.get(run_id, {})) or None
+
     def start(self, run: RunInfo, step: str | None, error: str | None) -> None:
         """Redrive ``run`` with the current code of its pipeline file, in the background."""
         job = {"state": "running", "step": step, "error": error, "started_at": time.time(),
@@ -119,236 +126,212 @@ class Redrives:
             job.update(state=state, message=message, finished_at=time.time())
 
 
-def dashboard_router(store: str | None, *, workers: int | None = None) -> APIRouter:
-    """The dashboard's routes over the ledger at ``store`` (mount under ``/dashboard``);
-    redrives started from it run with ``workers`` worker processes."""
-    ledger = Ledger(store)
-    redrives = Redrives(store, workers)
-    router = APIRouter(default_response_class=SafeJSONResponse)
-    static = resources.files("conveyor").joinpath("static", "dashboard")
+class DashboardState:
+    """What the dashboard's routes share: the ledger they read and the redrives they started."""
 
-    def page() -> Response:
-        body = static.joinpath("index.html").read_bytes()
-        return Response(body, media_type="text/html; charset=utf-8", headers=_page_headers())
+    def __init__(self, store: str | None, *, workers: int | None = None) -> None:
+        self.ledger = Ledger(store)
+        self.redrives = Redrives(store, workers)
 
-    router.add_api_route("", page, methods=["GET"], include_in_schema=False)
-    router.add_api_route("/", page, methods=["GET"], include_in_schema=False)
-    router.add_api_route("/runs/{run_id}", page, methods=["GET"], include_in_schema=False)
+    def close(self) -> None:
+        """Close the ledger connection (redrives run on connections of their own)."""
+        self.ledger.close()
 
-    @router.get("/static/{name}", include_in_schema=False)
-    def asset(name: str) -> Response:
-        suffix = Path(name).suffix
-        entry = static.joinpath(name)
-        if suffix not in _STATIC_TYPES or "/" in name or not entry.is_file():
-            return problem(404, f"no file {name!r}")
-        return Response(entry.read_bytes(), media_type=_STATIC_TYPES[suffix],
-                        headers={"Cache-Control": "no-cache", **_page_headers()})  # fmt: skip
 
-    def find(store_: Store, run_id: str) -> RunInfo:
-        return store_.get_run(run_id)
+async def dashboard_state(request: Request) -> DashboardState:
+    """The app's :class:`DashboardState` (a dependency: async, so it costs no thread hop)."""
+    state: DashboardState = request.app.state.dashboard
+    return state
 
-    def run_or_404(run_id: str) -> RunInfo | Response:
-        try:
-            return ledger.read(lambda s: find(s, run_id))
-        except RunNotFound as exc:
-            return problem(404, str(exc))
 
-    @router.get("/api/runs", responses=error_responses(401, 422))
-    def runs(limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50) -> Any:
-        """The most recent runs, newest first, each with its units by state."""
+#: A route parameter of this type receives the app's :class:`DashboardState`.
+Dash = Annotated[DashboardState, Depends(dashboard_state)]
+_STATIC = resources.files("conveyor").joinpath("static", "dashboard")
 
-        def read(s: Store) -> list[dict[str, Any]]:
-            found = s.list_runs(limit)
-            counts = s.run_counts([r.id for r in found])
-            return [{**_run_json(r), "counts": counts.get(r.id, {})} for r in found]
+#: The dashboard's routes over the ledger (mounted under :data:`PREFIX`).
+router = APIRouter(default_response_class=SafeJSONResponse)
+#: ``/`` of ``conveyor dashboard``: the way to the page.
+home = APIRouter()
 
-        return {"runs": ledger.read(read), "now": time.time()}
 
-    @router.get("/api/runs/{run_id}", responses=error_responses(401, 404))
-    def run_summary(run_id: str) -> Any:
-        """A run with each step's units by state, p50/p95 duration and throughput."""
-        run = run_or_404(run_id)
-        if isinstance(run, Response):
-            return run
-        stats = ledger.read(lambda s: s.step_stats(run.id, run.steps))
-        steps = [{"step": st.step, "total": st.total, "counts": st.counts, "p50": st.p50,
-                  "p95": st.p95, "rate": st.rate} for st in stats]  # fmt: skip
-        counts: dict[str, int] = {}
-        for st in stats:
-            for state, n in st.counts.items():
-                counts[state] = counts.get(state, 0) + n
-        with redrives._lock:
-            job = dict(redrives.jobs.get(run.id, {})) or None
-        return {**_run_json(run), "counts": counts, "steps_stats": steps, "redrive": job,
-                "redrivable": bool(run.pipeline_file and run.options.get("input")),
-                "now": time.time()}  # fmt: skip
+@home.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    """Redirect to the dashboard's page."""
+    return RedirectResponse(PREFIX)
 
-    @router.get("/api/runs/{run_id}/throughput", responses=error_responses(401, 404, 422))
-    def throughput(run_id: str, buckets: Annotated[int, Query(ge=2, le=MAX_PAGE)] = 60) -> Any:
-        """Units finished per step (done and dead) in ``buckets`` equal slices of the run's
-        time so far, counted by the database."""
-        run = run_or_404(run_id)
-        if isinstance(run, Response):
-            return run
-        start, end = run.created_at, run.finished_at or time.time()
-        if run.state is RunState.RUNNING or end <= start:
-            end = max(time.time(), start + 1.0)
-        # buckets of at least a second: finer ones only show how units were packed into tasks
-        buckets = max(2, min(buckets, math.ceil(end - start)))
-        rows = ledger.read(lambda s: s.throughput(run.id, start, end, buckets))
-        series: dict[str, dict[str, list[int]]] = {
-            step: {"done": [0] * buckets, "dead": [0] * buckets} for step in run.steps
-        }
-        for step, bucket, done, dead in rows:
-            line = series.setdefault(step, {"done": [0] * buckets, "dead": [0] * buckets})
-            line["done"][max(0, bucket)] += done
-            line["dead"][max(0, bucket)] += dead
-        return {"start": start, "end": end, "width": (end - start) / buckets, "steps": series}
 
-    @router.get("/api/runs/{run_id}/errors", responses=error_responses(401, 404, 422))
-    def errors(
-        run_id: str,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        samples: Annotated[int, Query(ge=0, le=20)] = 3,
-    ) -> Any:
-        """Dead units grouped by error signature, largest group first."""
-        run = run_or_404(run_id)
-        if isinstance(run, Response):
-            return run
-        return {"groups": ledger.read(lambda s: s.error_groups(run.id, limit, samples))}
+def page() -> Response:
+    """The single page (every view of it: the page's script reads the path)."""
+    body = _STATIC.joinpath("index.html").read_bytes()
+    return Response(body, media_type="text/html; charset=utf-8", headers=_page_headers())
 
-    @router.get("/api/runs/{run_id}/dead", responses=error_responses(401, 404, 422))
-    def dead(
-        run_id: str,
-        offset: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        step: str | None = None,
-        error: str | None = None,
-    ) -> Any:
-        """One page of the dead-letter queue (of ``step``, with error signature ``error``)."""
-        run = run_or_404(run_id)
-        if isinstance(run, Response):
-            return run
-        found = ledger.read(
-            lambda s: s.dead_units(
-                run.id, step=step or None, signature=error or None, limit=limit + 1,
-                offset=offset,
-            )
-        )  # fmt: skip
-        return {"offset": offset, "limit": limit, "more": len(found) > limit,
-                "units": found[:limit]}  # fmt: skip
 
-    @router.get("/api/units/{unit_id}", responses=error_responses(401, 404, 422))
-    def unit(unit_id: int) -> Any:
-        """One unit: its state, error and traceback, every attempt, and a preview of its
-        item's input."""
-        detail = ledger.read(lambda s: s.unit_detail(unit_id))
-        if detail is None:
-            return problem(404, f"no unit {unit_id} in the ledger")
-        detail["input"] = _preview(detail["kind"], detail["item"], detail.pop("payload"))
-        return detail
+router.add_api_route("", page, methods=["GET"], include_in_schema=False)
+router.add_api_route("/", page, methods=["GET"], include_in_schema=False)
+router.add_api_route("/runs/{run_id}", page, methods=["GET"], include_in_schema=False)
 
-    @router.get("/api/runs/{run_id}/alarms", responses=error_responses(401, 404))
-    def alarms(run_id: str) -> Any:
-        """The run's alarms: firing or resolved, their value, threshold and message."""
-        run = run_or_404(run_id)
-        if isinstance(run, Response):
-            return run
-        return {"alarms": ledger.read(lambda s: s.alarms(run.id))}
 
-    @router.post(
-        "/api/runs/{run_id}/redrive",
-        status_code=202,
-        responses=error_responses(401, 404, 409, 422),
+@router.get("/static/{name}", include_in_schema=False)
+def asset(name: str) -> Response:
+    """One of the page's script, style and image files."""
+    suffix = Path(name).suffix
+    entry = _STATIC.joinpath(name)
+    if suffix not in _STATIC_TYPES or "/" in name or not entry.is_file():
+        return problem(404, f"no file {name!r}")
+    return Response(entry.read_bytes(), media_type=_STATIC_TYPES[suffix],
+                    headers={"Cache-Control": "no-cache", **_page_headers()})  # fmt: skip
+
+
+def _run_or_404(dash: DashboardState, run_id: str) -> RunInfo | Response:
+    try:
+        return dash.ledger.read(lambda s: s.get_run(run_id))
+    except RunNotFound as exc:
+        return problem(404, str(exc))
+
+
+@router.get("/api/runs", responses=error_responses(401, 422))
+def runs(dash: Dash, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50) -> Any:
+    """The most recent runs, newest first, each with its units by state."""
+
+    def read(s: Store) -> list[dict[str, Any]]:
+        found = s.list_runs(limit)
+        counts = s.run_counts([r.id for r in found])
+        return [{**_run_json(r), "counts": counts.get(r.id, {})} for r in found]
+
+    return {"runs": dash.ledger.read(read), "now": time.time()}
+
+
+@router.get("/api/runs/{run_id}", responses=error_responses(401, 404))
+def run_summary(dash: Dash, run_id: str) -> Any:
+    """A run with each step's units by state, p50/p95 duration and throughput."""
+    run = _run_or_404(dash, run_id)
+    if isinstance(run, Response):
+        return run
+    stats = dash.ledger.read(lambda s: s.step_stats(run.id, run.steps))
+    steps = [{"step": st.step, "total": st.total, "counts": st.counts, "p50": st.p50,
+              "p95": st.p95, "rate": st.rate} for st in stats]  # fmt: skip
+    counts: dict[str, int] = {}
+    for st in stats:
+        for state, n in st.counts.items():
+            counts[state] = counts.get(state, 0) + n
+    return {**_run_json(run), "counts": counts, "steps_stats": steps,
+            "redrive": dash.redrives.job(run.id),
+            "redrivable": bool(run.pipeline_file and run.options.get("input")),
+            "now": time.time()}  # fmt: skip
+
+
+@router.get("/api/runs/{run_id}/throughput", responses=error_responses(401, 404, 422))
+def throughput(
+    dash: Dash, run_id: str, buckets: Annotated[int, Query(ge=2, le=MAX_PAGE)] = 60
+) -> Any:
+    """Units finished per step (done and dead) in ``buckets`` equal slices of the run's
+    time so far, counted by the database."""
+    run = _run_or_404(dash, run_id)
+    if isinstance(run, Response):
+        return run
+    start, end = run.created_at, run.finished_at or time.time()
+    if run.state is RunState.RUNNING or end <= start:
+        end = max(time.time(), start + 1.0)
+    # buckets of at least a second: finer ones only show how units were packed into tasks
+    buckets = max(2, min(buckets, math.ceil(end - start)))
+    rows = dash.ledger.read(lambda s: s.throughput(run.id, start, end, buckets))
+    series: dict[str, dict[str, list[int]]] = {
+        step: {"done": [0] * buckets, "dead": [0] * buckets} for step in run.steps
+    }
+    for step, bucket, done, dead in rows:
+        line = series.setdefault(step, {"done": [0] * buckets, "dead": [0] * buckets})
+        line["done"][max(0, bucket)] += done
+        line["dead"][max(0, bucket)] += dead
+    return {"start": start, "end": end, "width": (end - start) / buckets, "steps": series}
+
+
+@router.get("/api/runs/{run_id}/errors", responses=error_responses(401, 404, 422))
+def errors(
+    dash: Dash,
+    run_id: str,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    samples: Annotated[int, Query(ge=0, le=20)] = 3,
+) -> Any:
+    """Dead units grouped by error signature, largest group first."""
+    run = _run_or_404(dash, run_id)
+    if isinstance(run, Response):
+        return run
+    return {"groups": dash.ledger.read(lambda s: s.error_groups(run.id, limit, samples))}
+
+
+@router.get("/api/runs/{run_id}/dead", responses=error_responses(401, 404, 422))
+def dead(
+    dash: Dash,
+    run_id: str,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    step: str | None = None,
+    error: str | None = None,
+) -> Any:
+    """One page of the dead-letter queue (of ``step``, with error signature ``error``)."""
+    run = _run_or_404(dash, run_id)
+    if isinstance(run, Response):
+        return run
+    found = dash.ledger.read(
+        lambda s: s.dead_units(
+            run.id, step=step or None, signature=error or None, limit=limit + 1, offset=offset
+        )
     )
-    def redrive(run_id: str, body: RedriveRequest | None = None) -> Any:
-        """Re-queue the run's dead units (of ``step``, with error ``error``) and the units they
-        skipped with the pipeline file's current code, and run them in the background: 202
-        at once; the run page shows it progress."""
-        from conveyor.interfaces.api import coordinator_alive
-
-        wanted = body or RedriveRequest()
-        run = run_or_404(run_id)
-        if isinstance(run, Response):
-            return run
-        if not run.pipeline_file or not run.options.get("input"):
-            detail = f"run {run.id} was started from Python, not from a pipeline file"
-            return problem(422, f"{detail}; redrive it with conveyor.interfaces.api.redrive_run")
-        if not Path(run.pipeline_file).is_file():
-            return problem(422, f"the run's pipeline file {run.pipeline_file} no longer exists")
-        if redrives.active(run.id) or (run.state is RunState.RUNNING and coordinator_alive(run)):
-            return problem(409, f"run {run.id} is still running; redrive it once it finished")
-        step, error = wanted.step or None, wanted.error or None
-        if not ledger.read(lambda s: s.dead_units(run.id, step=step, signature=error, limit=1)):
-            return problem(409, f"run {run.id} has no dead units to redrive"
-                                + (f" of step {step!r}" if step else "")
-                                + (f" with error {error!r}" if error else ""))  # fmt: skip
-        redrives.start(run, step, error)
-        return SafeJSONResponse({"run": run.id, "step": step, "error": error,
-                                 "state": "running"}, status_code=202)  # fmt: skip
-
-    return router
+    return {"offset": offset, "limit": limit, "more": len(found) > limit,
+            "units": found[:limit]}  # fmt: skip
 
 
-def create_dashboard_app(
-    store: str | None, *, token: str | None = None, workers: int | None = None
-) -> FastAPI:
-    """The app of ``conveyor dashboard``: the dashboard at ``/dashboard`` (``/`` redirects
-    there), its API behind ``token`` when one is given."""
-    app = FastAPI(title="conveyor dashboard", default_response_class=SafeJSONResponse)
-    install_handlers(app)
-    app.include_router(dashboard_router(store, workers=workers), prefix=PREFIX)
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse(PREFIX)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    app.add_middleware(TokenGuard, token=token)
-    return app
+@router.get("/api/units/{unit_id}", responses=error_responses(401, 404, 422))
+def unit(dash: Dash, unit_id: int) -> Any:
+    """One unit: its state, error and traceback, every attempt, and a preview of its
+    item's input."""
+    detail = dash.ledger.read(lambda s: s.unit_detail(unit_id))
+    if detail is None:
+        return problem(404, f"no unit {unit_id} in the ledger")
+    detail["input"] = _preview(detail["kind"], detail["item"], detail.pop("payload"))
+    return detail
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Answer invalid parameters with the API's usual 422 problem body."""
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        parts = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query"))
-            parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else e.get("msg", ""))
-        return problem(422, "; ".join(parts))
+@router.get("/api/runs/{run_id}/alarms", responses=error_responses(401, 404))
+def alarms(dash: Dash, run_id: str) -> Any:
+    """The run's alarms: firing or resolved, their value, threshold and message."""
+    run = _run_or_404(dash, run_id)
+    if isinstance(run, Response):
+        return run
+    return {"alarms": dash.ledger.read(lambda s: s.alarms(run.id))}
 
 
-def is_public(path: str) -> bool:
-    """Whether ``path`` is the dashboard's page or one of its static files: they hold no
-    ledger data, so a browser may load them before it has the token (its API calls send it)."""
-    if not path.startswith(PREFIX) or path.startswith(f"{PREFIX}/api/"):
-        return False
-    rest = path[len(PREFIX) :]
-    return rest in ("", "/") or rest.startswith(("/static/", "/runs/"))
+@router.post(
+    "/api/runs/{run_id}/redrive",
+    status_code=202,
+    responses=error_responses(401, 404, 409, 422),
+)
+def redrive(dash: Dash, run_id: str, body: RedriveRequest | None = None) -> Any:
+    """Re-queue the run's dead units (of ``step``, with error ``error``) and the units they
+    skipped with the pipeline file's current code, and run them in the background: 202
+    at once; the run page shows it progress."""
+    from conveyor.interfaces.api import coordinator_alive
 
-
-class TokenGuard:
-    """A plain ASGI middleware: with a token, every request but the page, its static files and
-    ``/healthz`` needs ``Authorization: Bearer TOKEN``."""
-
-    def __init__(self, app: ASGIApp, *, token: str | None) -> None:
-        self.app = app
-        self.token = None if token is None else f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.token is not None:
-            path = scope["path"]
-            if path not in ("/", "/healthz") and not is_public(path):
-                given = Headers(scope=scope).get("authorization", "").encode()
-                if not hmac.compare_digest(given, self.token):
-                    await problem(401, "missing or wrong bearer token")(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+    wanted = body or RedriveRequest()
+    run = _run_or_404(dash, run_id)
+    if isinstance(run, Response):
+        return run
+    if not run.pipeline_file or not run.options.get("input"):
+        detail = f"run {run.id} was started from Python, not from a pipeline file"
+        return problem(422, f"{detail}; redrive it with conveyor.interfaces.api.redrive_run")
+    if not Path(run.pipeline_file).is_file():
+        return problem(422, f"the run's pipeline file {run.pipeline_file} no longer exists")
+    running = run.state is RunState.RUNNING
+    if dash.redrives.active(run.id) or (running and coordinator_alive(run)):
+        return problem(409, f"run {run.id} is still running; redrive it once it finished")
+    step, error = wanted.step or None, wanted.error or None
+    if not dash.ledger.read(lambda s: s.dead_units(run.id, step=step, signature=error, limit=1)):
+        return problem(409, f"run {run.id} has no dead units to redrive"
+                            + (f" of step {step!r}" if step else "")
+                            + (f" with error {error!r}" if error else ""))  # fmt: skip
+    dash.redrives.start(run, step, error)
+    return SafeJSONResponse({"run": run.id, "step": step, "error": error,
+                             "state": "running"}, status_code=202)  # fmt: skip
 
 
 def _page_headers() -> dict[str, str]:

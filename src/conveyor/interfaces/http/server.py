@@ -12,7 +12,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from conveyor.interfaces.http.app import ServeState
+from conveyor.interfaces.http.state import ServeState
 
 #: How often the drain looks at the number of unfinished items.
 _DRAIN_POLL = 0.05

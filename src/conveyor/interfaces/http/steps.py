@@ -10,12 +10,12 @@ import asyncio
 import typing
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from pydantic import BaseModel, create_model
 
 from conveyor.definition.step import ITEM
 from conveyor.executors.runtime import Runtime, error_info
-from conveyor.interfaces.http.schemas import StepOutput, error_responses, problem
+from conveyor.interfaces.http.schemas import SafeJSONResponse, StepOutput, error_responses, problem
 from conveyor.sources.item import Item, ItemKind
 
 if TYPE_CHECKING:
@@ -23,14 +23,15 @@ if TYPE_CHECKING:
     from conveyor.definition.pipeline import Pipeline
 
 
-def add_step_routes(app: FastAPI, pipeline: Pipeline, runtime: Runtime) -> None:
-    """One route per step, each with its own request model in the OpenAPI document. A step
-    that raises answers 422 with the step and the exception; one that overruns its
-    ``timeout`` answers 504."""
+def step_router(pipeline: Pipeline, runtime: Runtime) -> APIRouter:
+    """One route per step of ``pipeline``, each with its own request model in the OpenAPI
+    document, calling the steps with ``runtime``'s resources. A step that raises answers 422
+    with the step and the exception; one that overruns its ``timeout`` answers 504."""
+    router = APIRouter(default_response_class=SafeJSONResponse)
     for name in pipeline.graph.order:
         node = pipeline.graph.nodes[name]
         model = _request_model(node)
-        app.post(
+        router.post(
             f"/steps/{name}",
             summary=f"Run step {name!r} on the given inputs",
             description=(node.step.fn.__doc__ or "").strip() or None,
@@ -38,6 +39,7 @@ def add_step_routes(app: FastAPI, pipeline: Pipeline, runtime: Runtime) -> None:
             response_model=StepOutput,
             responses=error_responses(401, 413, 422, 503, 504),
         )(_handler(node, model, runtime))
+    return router
 
 
 def _request_model(node: StepNode) -> type[BaseModel]:
