@@ -13,7 +13,9 @@ import watchfiles
 
 from conveyor.errors import InputError
 from conveyor.scheduling.stream import Stream
+from conveyor.sources.files import is_item_file, walk
 from conveyor.sources.item import Item, ItemKind
+from conveyor.sources.names import escape_name
 
 #: A file is read once its size and modification time have not changed for this long.
 SETTLE_SECONDS = 0.3
@@ -52,7 +54,7 @@ def watch_folder(
         if seen.get(path) == signature:
             return
         seen[path] = signature
-        item_id = path.relative_to(folder).as_posix()
+        item_id = escape_name(path.relative_to(folder).as_posix())
         stream.submit(Item(item_id, ItemKind.FILE, path=path))
         submitted += 1
         if on_submit is not None:
@@ -63,7 +65,10 @@ def watch_folder(
             submit(path)
     else:
         for path in _files(folder):
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except OSError:
+                continue  # a dangling link, or gone already: nothing to remember
             seen[path] = (stat.st_size, stat.st_mtime_ns)
 
     pending: dict[Path, tuple[tuple[int, int], float]] = {}  # path -> (last stat, since when)
@@ -84,9 +89,10 @@ def watch_folder(
             current = (stat.st_size, stat.st_mtime_ns)
             if current != last:
                 pending[path] = (current, now)  # still being written: wait until it settles
-            elif now - since >= settle and path.is_file():
+            elif now - since >= settle:
                 del pending[path]
-                submit(path)
+                if is_item_file(path):  # a folder is silent; a FIFO or socket gets a warning
+                    submit(path)
     return submitted
 
 
@@ -95,8 +101,4 @@ def _interesting(change: watchfiles.Change, name: str) -> bool:
 
 
 def _files(folder: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / n for n in sorted(filenames) if not is_temporary(n)]
-    return found
+    return list(walk(folder, keep=lambda name: not is_temporary(name)))
