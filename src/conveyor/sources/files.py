@@ -48,10 +48,12 @@ def folder_files(root: Path) -> Iterator[SourceItem]:
     return file_items(walk(root), root)
 
 
-def walk(root: Path, *, keep: Callable[[str], bool] | None = None) -> Iterator[Path]:
+def walk(
+    root: Path, *, keep: Callable[[str], bool] | None = None, quiet: bool = False
+) -> Iterator[Path]:
     """The files under ``root``, in name order, folder by folder; what is not a file is skipped
-    with a warning (see the module's docstring). Hidden folders are left out, and the files
-    whose name ``keep`` refuses (default: hidden files)."""
+    with a warning (see the module's docstring) unless ``quiet``. Hidden folders are left out,
+    and the files whose name ``keep`` refuses (default: hidden files)."""
     keep = keep or _not_hidden
     for dirpath, dirnames, filenames in os.walk(root, onerror=_raise_walk_error):
         folder = Path(dirpath)
@@ -60,12 +62,13 @@ def walk(root: Path, *, keep: Callable[[str], bool] | None = None) -> Iterator[P
             if name.startswith("."):
                 continue
             if (folder / name).is_symlink():  # os.walk would not walk it either: say so
-                _skip(folder / name, "a link to a folder; links to folders are not followed")
+                if not quiet:
+                    _skip(folder / name, "a link to a folder; links to folders are not followed")
                 continue
             kept.append(name)
         dirnames[:] = kept
         for name in sorted(filenames):
-            if keep(name) and is_item_file(folder / name):
+            if keep(name) and is_item_file(folder / name, quiet=quiet):
                 yield folder / name
 
 
@@ -110,21 +113,23 @@ def _not_hidden(name: str) -> bool:
     return not name.startswith(".")
 
 
-def is_item_file(path: Path) -> bool:
+def is_item_file(path: Path, *, quiet: bool = False) -> bool:
     """Whether ``path`` should become an item: a file, a link to one, or a link that names
     nothing (an item that fails, as a missing file does); anything else is skipped loudly."""
     try:
         info = path.stat()
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            _skip(path, "a symlink loop")
+            if not quiet:
+                _skip(path, "a symlink loop")
             return False
         return True  # dangling link, or gone since the listing: the item says why it failed
     if stat.S_ISREG(info.st_mode):
         return True
     if stat.S_ISDIR(info.st_mode):
         return False  # a folder a glob matched; a folder of a walk never gets here
-    _skip(path, _kind(info.st_mode))
+    if not quiet:
+        _skip(path, _kind(info.st_mode))
     return False
 
 
