@@ -6,13 +6,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import unicodedata
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -263,3 +269,123 @@ def test_a_file_that_changes_after_listing(cli: CLI, tmp_path: Path, store_path:
     }
     # total 2, done 1 (grows.txt: its key is its new content), cached 1 (first.txt)
     assert re.search(r"text\s+2\s+1\s+1\s+0", again.stdout), again.stdout
+
+
+def finished(ledger: Path) -> dict[str, str]:
+    """Item id -> state of its finished units, from a stream's SQLite ledger."""
+    try:
+        db = sqlite3.connect(ledger, timeout=10)
+        rows = db.execute(
+            "SELECT i.item_id, u.state FROM units u JOIN items i ON i.run_id = u.run_id "
+            "AND i.idx = u.item_idx WHERE u.state IN ('done', 'cached') ORDER BY i.idx"
+        ).fetchall()
+        db.close()
+    except sqlite3.OperationalError:
+        return {}
+    return dict(rows)
+
+
+def wait_until(condition: Callable[[], bool], what: Callable[[], object]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out; {what()}"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_watch_takes_odd_names_and_skips_what_is_not_a_file(tmp_path: Path) -> None:
+    """The same folder under ``conveyor watch``, then, while it watches: a name the watcher
+    cannot decode (it looks at the whole folder again), a FIFO, and a file that grows in
+    steps (read once it has stopped growing, whole)."""
+    (tmp_path / "p.py").write_text(PIPELINE)
+    folder = odd_folder(tmp_path)
+    ledger = tmp_path / ".conveyor" / "conveyor.db"
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "watch", "p.py", "-i", "in", "-w", "1"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: set(finished(ledger)) == ODD_IDS, lambda: finished(ledger))
+        (folder / os.fsdecode(b"late\xfe.txt")).write_bytes(b"late")
+        os.mkfifo(folder / "late-fifo")
+        with (folder / "grows.txt").open("w") as fh:
+            for part in ("one ", "two ", "three"):
+                fh.write(part)
+                fh.flush()
+                time.sleep(0.1)  # shorter than the settle time: still being written
+        expected = ODD_IDS | {"late\\xfe.txt", "grows.txt"}
+        wait_until(lambda: set(finished(ledger)) == expected, lambda: finished(ledger))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, "Traceback" in err) == (0, False), err
+    assert skipped(err) == SKIPPED  # the late FIFO is skipped too (named, or quietly on a rescan)
+    run_id = re.search(r"for run (\S+);", err)
+    assert run_id, err
+    texts = outputs(str(ledger), run_id.group(1))
+    assert (texts["late\\xfe.txt"], texts["grows.txt"]) == ("late", "one two three")
+
+
+def upload(url: str, filename: bytes, item_id: str | None = None) -> tuple[int, Any]:
+    """POST a multipart upload whose file name is exactly ``filename`` (bytes on the wire)."""
+    part = b'Content-Disposition: form-data; name="file"; filename="' + filename + b'"'
+    body = b"--B\r\n" + part + b"\r\nContent-Type: text/plain\r\n\r\n" + filename[:20] + b"\r\n"
+    if item_id is not None:
+        body += b'--B\r\nContent-Disposition: form-data; name="id"\r\n\r\n' + item_id.encode()
+        body += b"\r\n"
+    request = urllib.request.Request(url, data=body + b"--B--\r\n", method="POST")
+    request.add_header("Content-Type", "multipart/form-data; boundary=B")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.slow
+def test_serve_uploads_with_odd_file_names(tmp_path: Path) -> None:
+    """Each odd file name through ``conveyor serve``: an item named after the file, or a 422
+    that says which name and what to send instead; never a 500, and the server goes on."""
+    (tmp_path / "p.py").write_text(PIPELINE)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "serve", "p.py", "--port", str(port), "-w", "1"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+                    return bool(response.status == 200)
+            except (urllib.error.URLError, ConnectionError):
+                return False
+
+        wait_until(ready, lambda: "the server did not get ready")
+        answers = {
+            name: upload(f"{url}/invoke", name.encode())
+            for name in ["a..b.txt", "-rf.txt", "x" * 251 + ".txt", NFC, NFD, "..", "../up.txt"]
+        }
+        for name, (status, body) in answers.items():
+            expected = {"..": "upload", "../up.txt": "up.txt"}.get(name, name)
+            assert (status, body["id"]) == (200, expected), (name, body)
+            assert body["outputs"]["text"] == name.encode()[:20].decode("utf-8", "ignore")
+        # bytes that are not UTF-8: the form parser reads the name as Latin-1, a stable id
+        assert upload(f"{url}/invoke", b"bad\xffname.txt")[1]["id"] == "bad\xffname.txt"
+        # a newline cannot travel in a header; browsers send it as %0A, which is no id
+        status, body = upload(f"{url}/invoke", b"new%0Aline.txt")
+        assert status == 422 and body["detail"].startswith("the file name 'new%0Aline.txt'")
+        assert upload(f"{url}/invoke", b"new%0Aline.txt", item_id="newline")[0] == 200
+        for name in (NFC, NFD):  # two items, each found by its own id
+            quoted = urllib.parse.quote(name)
+            with urllib.request.urlopen(f"{url}/items/{quoted}", timeout=30) as response:
+                assert json.loads(response.read())["id"] == name
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, "Traceback" in err) == (0, False), err
