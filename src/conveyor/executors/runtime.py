@@ -18,6 +18,7 @@ from conveyor.definition.graph import Graph
 from conveyor.definition.retry import classify
 from conveyor.definition.step import ITEM, StepOptions
 from conveyor.errors import InputError
+from conveyor.sources.names import escape_name
 from conveyor.sources.readers import rebuild_item
 
 #: Told by a chain which of its units of a step with a timeout run now, and that timeout in
@@ -291,8 +292,10 @@ def error_info(exc: BaseException, options: StepOptions | None = None) -> ErrorI
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
         tb = tb.tb_next
-    text = "".join(traceback.format_exception(cls, exc, tb))
+    # a message may carry a path whose name is not UTF-8; the ledger stores text
+    text = escape_name("".join(traceback.format_exception(cls, exc, tb)))
+    message = escape_name(str(exc))
     verdict = classify(exc, options.retry_on, options.give_up_on) if options else None
     if verdict is None:
-        return ErrorInfo(name, str(exc), text)
-    return ErrorInfo(name, str(exc), text, verdict.retryable, verdict.delay)
+        return ErrorInfo(name, message, text)
+    return ErrorInfo(name, message, text, verdict.retryable, verdict.delay)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from conveyor.errors import UsageError
+from conveyor.sources.names import escape_name
 from conveyor.store import Store
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -23,7 +24,9 @@ def rows(store: Store, run_id: str, steps: Sequence[str]) -> Iterator[dict[str, 
         row: dict[str, Any] = {"id": item_id}
         for step in steps:
             _state, blob = values.get(step, ("missing", None))
-            row[step] = pickle.loads(blob) if blob is not None else None
+            value = pickle.loads(blob) if blob is not None else None
+            # a str(item.path) of a name that is not UTF-8: written as its id is (\xff)
+            row[step] = escape_name(value) if isinstance(value, str) else value
         yield row
 
 

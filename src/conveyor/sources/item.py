@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import InputError
+from conveyor.sources.names import escape_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +56,7 @@ class Item(Mapping[str, Any]):
         try:
             return self.path.read_bytes()
         except OSError as exc:
-            raise InputError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+            raise InputError(f"cannot read {self._shown}: {exc.strerror or exc}") from exc
 
     def read_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         """The file decoded as text; bad bytes raise :class:`InputError` saying where and why."""
@@ -64,11 +65,15 @@ class Item(Mapping[str, Any]):
             return data.decode(encoding, errors)
         except UnicodeDecodeError as exc:
             raise InputError(
-                f"{self.path} is not valid {encoding} (byte {exc.start}: {exc.reason}); "
+                f"{self._shown} is not valid {encoding} (byte {exc.start}: {exc.reason}); "
                 f"pass read_text(encoding=...) or errors='replace'"
             ) from exc
         except LookupError as exc:
-            raise InputError(f"unknown encoding {encoding!r} for {self.path}") from exc
+            raise InputError(f"unknown encoding {encoding!r} for {self._shown}") from exc
+
+    @property
+    def _shown(self) -> str:
+        return escape_name(self.path)  # messages go to the ledger and the terminal: plain text
 
     # records and groups ------------------------------------------------------------------------
     @property

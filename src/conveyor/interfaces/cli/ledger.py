@@ -211,6 +211,7 @@ def dlq_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one unit: its input, every attempt with its decision, and the full traceback."""
+    from conveyor.sources.names import escape_name
     from conveyor.sources.readers import rebuild_item
     from conveyor.store import open_store
 
@@ -220,7 +221,7 @@ def dlq_show(
         raise UsageError(f"no unit {unit} in the ledger; 'conveyor dlq list' shows dead units")
     payload = detail.pop("payload")
     item = rebuild_item(detail["kind"], detail["item"], payload)
-    detail["input"] = str(item.path) if detail["kind"] == "file" else {
+    detail["input"] = escape_name(item.path) if detail["kind"] == "file" else {
         k: repr(v) for k, v in item.fields.items()
     }  # fmt: skip
     if as_json:

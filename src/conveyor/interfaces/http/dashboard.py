@@ -355,6 +355,7 @@ def _cut(text: str, limit: int = PREVIEW_CHARS) -> tuple[str, bool]:
 def _preview(kind: str, item_id: str, payload: bytes) -> dict[str, Any]:
     """What the page shows of an item's input: a file's path and its first characters, or a
     record's fields as ``repr`` text, cut short; never markup, always text."""
+    from conveyor.sources.names import escape_name
     from conveyor.sources.readers import rebuild_item
 
     try:
@@ -363,13 +364,14 @@ def _preview(kind: str, item_id: str, payload: bytes) -> dict[str, Any]:
         return {"kind": kind, "error": f"cannot rebuild the input: {type(exc).__name__}: {exc}"}
     if kind == "file":
         path = Path(str(item.path))
+        shown = escape_name(path)  # JSON is text: a name that is not UTF-8 is escaped
         try:
             with path.open("rb") as fh:
                 head = fh.read(PREVIEW_CHARS + 1).decode("utf-8", "replace")
         except OSError as exc:
-            return {"kind": kind, "path": str(path), "error": f"cannot read: {exc.strerror}"}
+            return {"kind": kind, "path": shown, "error": f"cannot read: {exc.strerror}"}
         text, cut = _cut(head)
-        return {"kind": kind, "path": str(path), "text": text, "truncated": cut}
+        return {"kind": kind, "path": shown, "text": text, "truncated": cut}
     fields = {}
     for name, value in list(item.fields.items())[:100]:
         fields[str(name)] = _cut(repr(value), 1000)[0]

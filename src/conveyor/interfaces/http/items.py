@@ -33,7 +33,7 @@ from conveyor.sources.item import Item, ItemKind
 
 INVOKE_TIMEOUT = 60.0
 #: Item ids: path-like names at most, never climbing out of a folder ("..") or absolute.
-_ID_PATTERN = r"(?!/)(?!(?:.*/)?\.\.?(?:/|$))[\w.\-:/@+=]{1,512}"
+_ID_PATTERN = r"(?!/)(?!(?:.*/)?\.\.?(?:/|$))[\w\u0300-\u036f.\-:/@+=]{1,512}"
 _ITEM_ID = re.compile(_ID_PATTERN)
 _ID_RULE = "1 to 512 letters, digits and . - _ : / @ + =, with no '.' or '..' path segment"
 _ID_SCHEMA = {"type": "string", "pattern": f"^{_ID_PATTERN}$", "description": _ID_RULE}
@@ -214,10 +214,12 @@ async def _uploaded_item(request: Request, folder: Path, max_body: int) -> Any:
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         return problem(422, "field 'file': a multipart upload needs a 'file' part")
-    name = Path(upload.filename or "upload").name or "upload"
+    name = Path(upload.filename or "upload").name
+    name = "upload" if name in ("", ".", "..") else name  # never a path out of its folder
     item_id = form.get("id", name)
     if not _valid_id(item_id):
-        return problem(422, f"field 'id' must be {_ID_RULE}")
+        what = "field 'id'" if "id" in form else f"the file name {name!r} (the id without 'id')"
+        return problem(422, f"{what} must be {_ID_RULE}")
     data = await upload.read()
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     target = folder / digest / name
@@ -233,7 +235,8 @@ def _write_durably(target: Path, data: bytes) -> None:
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
+    # short and unique: the name itself may take all 255 bytes, and two uploads may race here
+    partial = target.with_name(f".{os.urandom(8).hex()}.partial")
     with partial.open("wb") as fh:
         fh.write(data)
         fh.flush()
