@@ -184,12 +184,10 @@ class ProcessExecutor(Executor):
             worker.process.join(timeout=1)
         pid, how = worker.process.pid, _describe_exit(worker.process.exitcode)
 
-        def error(task: Task) -> ErrorInfo:
-            return cause or worker_lost(
-                f"worker process {pid} {how} while running {task.describe()}"
-            )
+        def died(task: Task) -> ErrorInfo:
+            return worker_lost(f"worker process {pid} {how} while running {task.describe()}")
 
-        results = worker.lost(error, culprits=culprits)
+        results = worker.lost(cause or died, culprits=culprits)
         worker.outbox.put(None)
         worker.conn.close()
         self._workers[index] = self._spawn()

@@ -122,13 +122,14 @@ class Slot(Generic[SentT]):
 
     def lost(
         self,
-        error: Callable[[Task], ErrorInfo],
+        error: ErrorInfo | Callable[[Task], ErrorInfo],
         *,
         blame: bool = True,
         culprits: tuple[int, ...] = (),
     ) -> list[TaskResult]:
         """The results of every task sent here, whose worker process or actor went away (see
-        :func:`~conveyor.executors.base.lost`), each with ``error(task)``; the slot is emptied.
+        :func:`~conveyor.executors.base.lost`), each with ``error`` (or ``error(task)``, a
+        message that names the task); the slot is emptied.
         The task that was running is the one to blame if ``blame`` (only its ``culprits``, if
         given); those queued behind it go back to the queue."""
         results: list[TaskResult] = []
@@ -139,7 +140,7 @@ class Slot(Generic[SentT]):
             results.append(
                 lost(
                     call.task,
-                    error(call.task),
+                    error if isinstance(error, ErrorInfo) else error(call.task),
                     call.submitted,
                     running=blame and head,
                     culprits=culprits if head else (),
