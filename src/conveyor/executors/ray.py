@@ -198,7 +198,8 @@ class RayExecutor(Executor):
         return done
 
     def _failed(self, call: _Call, exc: Exception) -> list[TaskResult]:
-        """A call raised: its worker, actor or node was lost (our remote code never raises)."""
+        """A call raised: its Ray worker process, actor or node was lost (our remote code never
+        raises)."""
         ray_exceptions = self._ray.exceptions
         actor = call.actor
         unloadable = isinstance(exc, Unloadable) or (
@@ -257,7 +258,7 @@ class RayExecutor(Executor):
         try:
             nodes = self._ray.nodes()
         except Exception:
-            return True  # cannot tell: treat the loss as the worker's
+            return True  # cannot tell: treat the loss as the actor's
         return any(n.get("NodeID") == node_id and n.get("Alive") for n in nodes)
 
     def next_deadline(self) -> float | None:

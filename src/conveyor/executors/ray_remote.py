@@ -77,7 +77,7 @@ def ship_by_value(ray: Any, functions: Iterable[Callable[..., Any]]) -> list[Mod
 
 
 def _install(sources: list[ModuleSource]) -> None:
-    """Make the shipped pipeline modules importable on this worker under their names."""
+    """Make the shipped pipeline modules importable on this Ray worker under their names."""
     for name, path, source in sources:
         if name in sys.modules:
             continue
@@ -105,7 +105,8 @@ class Unloadable(Exception):
 
 
 def _runtime(key: str, payload: list[Any]) -> Runtime:
-    """This worker's runtime for the executor ``key``, unpickled once from the object store."""
+    """This Ray worker's runtime for the executor ``key``, unpickled once from the object
+    store."""
     runtime = _RUNTIMES.get(key)
     if runtime is None:
         import ray
