@@ -71,7 +71,7 @@ def test_step_options_map_to_ray_resource_requests() -> None:
 
 
 def test_workers_get_only_their_steps_and_the_resources_those_use() -> None:
-    graph, factories = _shipped(pipe.graph, {n: r.fn for n, r in pipe.resources.items()}, ["embed"])
+    graph, factories = _shipped(pipe.graph, pipe.resources, ["embed"])
     assert list(graph.nodes) == ["embed"] and graph.order == ("embed",)
     assert sorted(factories) == ["model", "tokenizer"]  # model takes tokenizer; unused stays
 
@@ -87,8 +87,7 @@ def fake_ray(nodes: list[dict[str, float]]) -> Any:
 def test_each_shape_gets_a_lane_sized_to_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = [{"CPU": 4.0, "GPU": 1.0, "memory": 8e9}, {"CPU": 4.0, "memory": 8e9}]
     monkeypatch.setitem(sys.modules, "ray", fake_ray(cluster))
-    factories = {n: r.fn for n, r in pipe.resources.items()}
-    lanes = ray_lanes(pipe.graph, factories, list(pipe.graph.order))
+    lanes = ray_lanes(pipe.graph, pipe.resources, list(pipe.graph.order))
     assert sorted(lanes.values()) == [["bounded"], ["embed"], ["heavy"], ["text"]]
     session = next(iter(lanes))._session  # type: ignore[attr-defined]
     session.acquire()

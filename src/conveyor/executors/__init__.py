@@ -1,6 +1,9 @@
-"""Executors run tasks of units: a local process pool (default), thread pools for I/O-bound
-steps, an inline executor for debugging, and Ray (:mod:`conveyor.executors.ray`, imported only
-when a run asks for it), all behind one :class:`~conveyor.executors.base.Executor` contract."""
+"""Executors run tasks of units: a local pool of worker processes (default), thread pools for
+I/O-bound steps, an inline executor for debugging, and Ray's tasks and actors
+(:mod:`conveyor.executors.ray`, imported only when a run asks for it), all behind one
+:class:`~conveyor.executors.base.Executor` contract. Each runs units with a
+:class:`~conveyor.executors.runtime.Runtime`; the process pool and Ray share their slot
+bookkeeping (:mod:`conveyor.executors.slots`)."""
 
 from __future__ import annotations
 

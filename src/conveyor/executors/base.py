@@ -1,4 +1,5 @@
-"""The contract between the scheduler and whatever runs units."""
+"""The contract between the scheduler and whatever runs units (an executor: inline, a thread
+pool, the pool of worker processes, or Ray's tasks and actors)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def start(self) -> None:
-        """Start workers (called before any submit)."""
+        """Start its worker processes, threads or actors (called before any submit)."""
 
     @abc.abstractmethod
     def free_slots(self) -> int:
@@ -40,11 +41,11 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def collect(self) -> list[TaskResult]:
-        """Finished tasks, without blocking. A task whose worker died comes back with an error
-        outcome for each of its units."""
+        """Finished tasks, without blocking. A task whose worker process or actor died comes
+        back with an error outcome for each of its units."""
 
     def workers(self) -> int:
-        """How many units it can run at once (processes, threads or actors)."""
+        """How many units it can run at once (worker processes, threads or actors)."""
         return 1
 
     def next_deadline(self) -> float | None:
@@ -53,7 +54,8 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def shutdown(self) -> None:
-        """Stop workers; tasks still running are abandoned (their leases expire)."""
+        """Stop its worker processes, threads or actors; tasks still running are abandoned
+        (their leases expire)."""
 
     def __enter__(self) -> Executor:
         self.start()
@@ -70,11 +72,12 @@ def lost(
     running: bool,
     culprits: tuple[int, ...] = (),
 ) -> TaskResult:
-    """The result of a task whose worker went away. If the executor knows which units did it
-    (``culprits``: they overran their timeout), they fail with ``error`` and the rest are
-    requeued. If it was running alone, its unit is what killed the worker and fails with
-    ``error``. If it was running with others, one of them is the culprit: all are requeued as
-    suspects, to run alone. A task that had not started is simply requeued."""
+    """The result of a task whose worker process, thread or actor went away (or was given up
+    on for a timeout). If the executor knows which units did it (``culprits``: they overran
+    their timeout), they fail with ``error`` and the rest are requeued. If it was running
+    alone, its unit is what killed its worker process or actor and fails with ``error``. If it
+    was running with others, one of them is the culprit: all are requeued as suspects, to run
+    alone. A task that had not started is simply requeued."""
     if culprits:
         outcomes = []
         for unit in task.units:

@@ -1,5 +1,5 @@
 """The local process pool: one worker process per core, each with its own pipe, so the
-coordinator knows which tasks a worker holds and can replace a worker that dies."""
+coordinator knows which tasks a worker process holds and can replace one that dies."""
 
 from __future__ import annotations
 
@@ -12,28 +12,33 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from conveyor.core.units import ErrorInfo, Task
-from conveyor.executors.base import Executor, TaskResult, lost
+from conveyor.executors.base import Executor, TaskResult
 from conveyor.executors.runtime import Runtime
+from conveyor.executors.slots import Sent, Slot, free_slots, next_deadline, worker_lost
 
-#: Tasks sent to a worker ahead of the one it is running, to hide the round trip.
+#: Tasks sent to a worker process ahead of the one it is running, to hide the round trip.
 PREFETCH = 2
-#: While the tasks a worker has not answered come to at most this many bytes, the scheduler
-#: writes the next one to the worker's pipe itself: the pipe's buffer (at least 64 KiB on
-#: Linux) holds them all, so the write cannot block. Otherwise the worker's feeder thread
+#: While the tasks a worker process has not answered come to at most this many bytes, the
+#: scheduler writes the next one to its pipe itself: the pipe's buffer (at least 64 KiB on
+#: Linux) holds them all, so the write cannot block. Otherwise its feeder thread
 #: writes it (a hop to another thread, which costs the scheduler more than a small write).
 DIRECT_BYTES = 64 * 1024
 _PR_SET_PDEATHSIG = 1
 
 
-@dataclass
-class _Worker:
+@dataclass(eq=False)
+class _Sent(Sent):
+    size: int = 0  # bytes of the pickled task
+
+
+@dataclass(eq=False, kw_only=True)
+class _WorkerProcess(Slot[_Sent]):
     process: multiprocessing.process.BaseProcess
     conn: Connection
     outbox: queue.SimpleQueue[bytes | None]
@@ -42,28 +47,24 @@ class _Worker:
     #: that tasks arrive in the order sent).
     writing: threading.Lock = field(default_factory=threading.Lock)
     queued: int = 0
-    inflight: deque[tuple[Task, float]] = field(default_factory=deque)
-    sizes: deque[int] = field(default_factory=deque)  # bytes of each task in ``inflight``
-    head_started: float = 0.0  # when the task at the head of ``inflight`` began to run
-    #: In a chain: the units of a step with a timeout running now, and when they must be done.
-    timed: tuple[tuple[int, ...], float, float] | None = None  # (units, deadline, timeout)
 
 
-def _feed(worker: _Worker) -> None:
-    """Write queued tasks to one worker. A write blocks while the worker is busy and the pipe is
-    full; doing it on this thread keeps the scheduler free to commit other workers' results."""
+def _feed(worker: _WorkerProcess) -> None:
+    """Write queued tasks to one worker process. A write blocks while it is busy and the pipe is
+    full; doing it on this thread keeps the scheduler free to commit the others' results."""
     while (data := worker.outbox.get()) is not None:
         with worker.writing:
             try:
                 worker.conn.send_bytes(data)
             except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
-                return  # the worker died; collect() sees its sentinel and reports its tasks lost
+                return  # it died; collect() sees its sentinel and reports its tasks lost
             finally:
                 worker.queued -= 1
 
 
 class ProcessExecutor(Executor):
-    """``workers`` processes forked from the coordinator; each builds its resources once."""
+    """``workers`` worker processes forked from the coordinator; each builds its resources
+    once."""
 
     name = "process"
     runs_chains = True
@@ -71,18 +72,17 @@ class ProcessExecutor(Executor):
     def __init__(self, runtime_factory: Callable[[], Runtime], workers: int) -> None:
         self._factory = runtime_factory
         self._size = workers
-        self._workers: list[_Worker] = []
+        self._workers: list[_WorkerProcess] = []
         self._context = multiprocessing.get_context("fork")
-        self._lost: list[TaskResult] = []
 
     def start(self) -> None:
         for _ in range(self._size):
             self._workers.append(self._spawn())
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self) -> _WorkerProcess:
         parent, child = self._context.Pipe(duplex=True)
-        # The forked worker inherits the coordinator's ends of every pipe; it must close them,
-        # or it never sees end-of-file when the coordinator dies.
+        # The forked worker process inherits the coordinator's ends of every pipe; it must close
+        # them, or it never sees end-of-file when the coordinator dies.
         inherited = [parent, *(w.conn for w in self._workers)]
         process = self._context.Process(
             target=_worker_main,
@@ -92,34 +92,31 @@ class ProcessExecutor(Executor):
         )
         process.start()
         child.close()
-        worker = _Worker(process, parent, queue.SimpleQueue())
+        worker = _WorkerProcess(process=process, conn=parent, outbox=queue.SimpleQueue())
         threading.Thread(target=_feed, args=(worker,), name="conveyor-feeder", daemon=True).start()
         return worker
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the live workers."""
+        """Process ids of the live worker processes."""
         return [w.process.pid for w in self._workers if w.process.pid is not None]
 
     def workers(self) -> int:
         return len(self._workers)
 
     def free_slots(self) -> int:
-        return sum(PREFETCH - len(w.inflight) for w in self._workers)
+        return free_slots(self._workers, PREFETCH)
 
     def submit(self, task: Task) -> None:
-        worker = min(self._workers, key=lambda w: len(w.inflight))
-        if not worker.inflight:
-            worker.head_started = time.monotonic()
+        worker = min(self._workers, key=lambda w: w.tasks)
         data = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
-        worker.inflight.append((task, time.time()))
-        worker.sizes.append(len(data))
+        worker.send(_Sent(task, time.time(), len(data)))
         with worker.writing:
-            if worker.queued == 0 and sum(worker.sizes) <= DIRECT_BYTES:
+            if worker.queued == 0 and sum(s.size for s in worker.sent) <= DIRECT_BYTES:
                 try:
                     worker.conn.send_bytes(data)
                 except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
-                    pass  # the worker died; collect() sees its sentinel and reports it lost
+                    pass  # it died; collect() sees its sentinel and reports it lost
                 return
             worker.queued += 1
         worker.outbox.put(data)
@@ -132,11 +129,11 @@ class ProcessExecutor(Executor):
         return found
 
     def collect(self) -> list[TaskResult]:
-        done, self._lost = self._lost, []
-        pipes: dict[Any, _Worker] = {w.conn: w for w in self._workers}
-        sentinels: dict[Any, _Worker] = {w.process.sentinel: w for w in self._workers}
+        done: list[TaskResult] = []
+        pipes: dict[Any, _WorkerProcess] = {w.conn: w for w in self._workers}
+        sentinels: dict[Any, _WorkerProcess] = {w.process.sentinel: w for w in self._workers}
         ready = wait([*pipes, *sentinels], 0)
-        gone = {id(sentinels[r]) for r in ready if r in sentinels}  # these workers exited
+        gone = {id(sentinels[r]) for r in ready if r in sentinels}  # these exited
         readable = [r for r in ready if r in pipes]
         while readable:  # one look at every pipe per round, not one per message
             for pipe in readable:
@@ -146,86 +143,51 @@ class ProcessExecutor(Executor):
                 except (EOFError, OSError):
                     gone.add(id(worker))
             readable = [r for r in wait(readable, 0) if id(pipes[r]) not in gone]
+        now = time.monotonic()
         for index, worker in enumerate(self._workers):
-            overdue = self._overdue(worker)
-            if overdue is not None:
+            overrun = worker.overrun(now)
+            if overrun is not None:
                 worker.process.kill()  # code that never returns cannot be stopped any other way
                 worker.process.join(timeout=5)
-                done.extend(self._replace(index, worker, *overdue))
+                error = overrun.error(
+                    f"; its worker process {worker.process.pid} was killed and replaced"
+                )
+                done.extend(self._replace(index, error, overrun.culprits))
             elif id(worker) in gone:
-                done.extend(self._replace(index, worker))
+                done.extend(self._replace(index))
         return done
 
     @staticmethod
-    def _receive(worker: _Worker, data: bytes, done: list[TaskResult]) -> None:
-        """One message from a worker: a finished task, or a chain's word on its timed units."""
+    def _receive(worker: _WorkerProcess, data: bytes, done: list[TaskResult]) -> None:
+        """One message from a worker process: a finished task, or a chain's word on its timed
+        units."""
         task_id, outcomes = pickle.loads(data)
         if task_id is None:
-            units, seconds = outcomes
-            worker.timed = None if seconds is None else (units, time.monotonic() + seconds, seconds)
+            worker.time_chain(*outcomes)
             return
-        worker.timed = None
-        worker.inflight.popleft()
-        worker.sizes.popleft()
-        # Tasks run in the order sent: the next one starts now.
-        worker.head_started = time.monotonic()
+        worker.finish()  # tasks run in the order sent: the next one starts now
         done.append((task_id, outcomes))
 
     def next_deadline(self) -> float | None:
         """Seconds until the earliest running task's (or chain unit's) timeout, if any."""
-        now = time.monotonic()
-        waits = [
-            w.head_started + (w.inflight[0][0].timeout or 0.0) - now
-            for w in self._workers
-            if w.inflight and w.inflight[0][0].timeout is not None
-        ]
-        waits += [w.timed[1] - now for w in self._workers if w.timed is not None]
-        return max(0.0, min(waits)) if waits else None
-
-    def _overdue(self, worker: _Worker) -> tuple[ErrorInfo, tuple[int, ...]] | None:
-        """Why the worker must be killed for a timeout, and the units to blame (none: the
-        whole task overran), or None."""
-        if not worker.inflight:
-            return None
-        task = worker.inflight[0][0]
-        if worker.timed is not None:  # a chain runs a step with a timeout
-            units, deadline, timeout = worker.timed
-            if time.monotonic() <= deadline:
-                return None
-            what = next((u.step for u in task.units if u.unit_id == units[0]), "a step")
-        elif task.timeout is not None and time.monotonic() - worker.head_started > task.timeout:
-            units, timeout, what = (), task.timeout, task.describe()
-        else:
-            return None
-        return ErrorInfo(
-            "TimeoutError",
-            f"{what} ran longer than its timeout of {timeout:g}s; its worker process "
-            f"{worker.process.pid} was killed and replaced",
-            "",
-        ), units
+        return next_deadline(self._workers)
 
     def _replace(
-        self,
-        index: int,
-        worker: _Worker,
-        cause: ErrorInfo | None = None,
-        culprits: tuple[int, ...] = (),
+        self, index: int, cause: ErrorInfo | None = None, culprits: tuple[int, ...] = ()
     ) -> list[TaskResult]:
+        """Report the tasks of worker process ``index`` lost (with ``cause``: it was killed for
+        a timeout, ``culprits`` to blame) and start another in its place."""
+        worker = self._workers[index]
         worker.process.join(timeout=1)
         if worker.process.is_alive():  # its pipe broke but it lives on: it is of no more use
             worker.process.kill()
             worker.process.join(timeout=1)
-        code = worker.process.exitcode
-        how = _describe_exit(code)
-        results = []
-        for position, (task, started) in enumerate(worker.inflight):
-            error = cause or ErrorInfo(
-                "WorkerLost",
-                f"worker process {worker.process.pid} {how} while running {task.describe()}",
-                "",
-            )
-            blamed = culprits if position == 0 else ()
-            results.append(lost(task, error, started, running=position == 0, culprits=blamed))
+        pid, how = worker.process.pid, _describe_exit(worker.process.exitcode)
+
+        def died(task: Task) -> ErrorInfo:
+            return worker_lost(f"worker process {pid} {how} while running {task.describe()}")
+
+        results = worker.lost(cause or died, culprits=culprits)
         worker.outbox.put(None)
         worker.conn.close()
         self._workers[index] = self._spawn()
@@ -233,7 +195,7 @@ class ProcessExecutor(Executor):
 
     def shutdown(self) -> None:
         for worker in self._workers:
-            worker.outbox.put(b"")  # tells the worker to exit once its tasks are written
+            worker.outbox.put(b"")  # tells it to exit once its tasks are written
             worker.outbox.put(None)
         deadline = time.monotonic() + 2.0
         for worker in self._workers:
@@ -246,8 +208,8 @@ class ProcessExecutor(Executor):
 
 
 def _die_with_parent() -> None:
-    """On Linux, have the kernel kill this worker if the coordinator dies, even in the middle
-    of a long unit (elsewhere the closed pipe stops it after the unit)."""
+    """On Linux, have the kernel kill this worker process if the coordinator dies, even in the
+    middle of a long unit (elsewhere the closed pipe stops it after the unit)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -273,7 +235,8 @@ def _describe_exit(code: int | None) -> str:
 def _worker_main(
     conn: Connection, factory: Callable[[], Runtime], inherited: list[Connection]
 ) -> None:
-    """The worker loop: receive a task, run it, send the outcomes; an empty message stops it."""
+    """A worker process's loop: receive a task, run it, send the outcomes; an empty message
+    stops it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     _die_with_parent()
     for other in inherited:

@@ -1,7 +1,8 @@
-"""What runs inside a worker: rebuild inputs, build resources once, call the step, capture errors.
+"""What runs a unit wherever it runs: rebuild inputs, build resources once, call the step,
+capture errors.
 
-The same :class:`Runtime` serves process workers, thread pools and the inline executor, so there
-is one code path for running a unit whatever executes it."""
+The same :class:`Runtime` serves worker processes, thread pools, the inline executor and Ray's
+tasks and actors, so there is one code path for running a unit whatever executes it."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import pickle
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from conveyor.core.units import ErrorInfo, Outcome, Task, UnitWork
 from conveyor.definition.graph import Graph
 from conveyor.definition.retry import classify
-from conveyor.definition.step import ITEM, StepOptions
+from conveyor.definition.step import ITEM, Resource, StepOptions
 from conveyor.errors import InputError
 from conveyor.sources.names import escape_name
 from conveyor.sources.readers import rebuild_item
@@ -27,15 +28,15 @@ Timed = Callable[[tuple[int, ...], float | None], None]
 
 
 class ResourceFailed(Exception):
-    """A resource could not be built in this worker; the cause is chained."""
+    """A resource could not be built in this process; the cause is chained."""
 
 
 class Runtime:
     """Runs tasks of one pipeline graph; resources are built on first use and kept."""
 
-    def __init__(self, graph: Graph, resources: dict[str, Callable[..., Any]]) -> None:
+    def __init__(self, graph: Graph, resources: Mapping[str, Resource]) -> None:
         self._graph = graph
-        self._factories = resources
+        self._resources = resources
         self._built: dict[str, Any] = {}
         self._failed: dict[str, BaseException] = {}
         self._lock = threading.RLock()
@@ -52,10 +53,15 @@ class Runtime:
                 raise ResourceFailed(f"resource {name!r} failed to build in this worker") from (
                     self._failed[name]
                 )
-            factory = self._factories[name]
+            resource = self._resources[name]
             try:
-                kwargs = {p: self.resource(p) for p in _resource_params(factory, self._factories)}
-                value = factory(**kwargs)
+                # Parameters that are not resources have defaults (the graph checked it).
+                kwargs = {
+                    p.name: self.resource(p.name)
+                    for p in resource.params
+                    if p.name in self._resources
+                }
+                value = resource.fn(**kwargs)
             except ResourceFailed:
                 raise
             except Exception as exc:
@@ -70,7 +76,7 @@ class Runtime:
 
     def run_task(self, task: Task, timed: Timed | None = None) -> list[Outcome]:
         """Run every unit of ``task`` and return one outcome per unit, with the CPU time each
-        used and, on the last, this worker's memory; never raises. In a chain, ``timed`` is
+        used and, on the last, this process's memory; never raises. In a chain, ``timed`` is
         told which units of a step with a timeout run now (and ``None`` once they are done), so
         that whoever enforces timeouts knows the culprit."""
         if task.chain:
@@ -260,14 +266,6 @@ def _unrun(unit: UnitWork) -> Outcome:
     """A unit of a chain that did not run because an upstream unit in its task failed: it goes
     back to wait for that unit's retry, without spending an attempt."""
     return Outcome(unit.unit_id, unit.fence, None, None, time.time(), 0.0, requeue=True)
-
-
-def _resource_params(
-    factory: Callable[..., Any], known: dict[str, Callable[..., Any]]
-) -> list[str]:
-    import inspect
-
-    return [p for p in inspect.signature(factory).parameters if p in known]
 
 
 def _dumps(step: str, value: Any) -> bytes:

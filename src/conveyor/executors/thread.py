@@ -8,9 +8,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from conveyor.core.units import ErrorInfo, Outcome, Task
+from conveyor.core.units import Outcome, Task
 from conveyor.executors.base import Executor, TaskResult, WakePipe, lost
 from conveyor.executors.runtime import Runtime
+from conveyor.executors.slots import timed_out
 
 
 class ThreadExecutor(Executor):
@@ -77,11 +78,8 @@ class ThreadExecutor(Executor):
             if now > deadline:
                 del self._deadlines[task_id]
                 self._abandoned.add(task_id)
-                error = ErrorInfo(
-                    "TimeoutError",
-                    f"{task.describe()} ran longer than its timeout of {task.timeout:g}s on a "
-                    f"thread; its result will be ignored",
-                    "",
+                error = timed_out(
+                    task.describe(), task.timeout or 0.0, " on a thread; its result will be ignored"
                 )
                 done.append(lost(task, error, time.time(), running=True))
         return done

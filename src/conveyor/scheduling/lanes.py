@@ -37,7 +37,7 @@ def check_backend(backend: str, ray_address: str | None, workers: int | None) ->
             f"{did_you_mean(backend, BACKENDS)}"
         )
     if backend == "ray":
-        from conveyor.executors.ray import require_ray
+        from conveyor.executors.ray_cluster import require_ray
 
         if workers == 0:
             raise UsageError("--workers 0 runs inline in this process; it cannot be used with Ray")
@@ -60,11 +60,11 @@ def build_lanes(
     thread step. Given a ``runtime``, the local executors use it: worker processes forked from
     this process inherit the resources it has built."""
     graph: Graph = pipeline.graph
-    factories = {name: r.fn for name, r in pipeline.resources.items()}
+    resources = pipeline.resources
     given = runtime
 
     def runtime_() -> Runtime:
-        return given if given is not None else Runtime(graph, factories)
+        return given if given is not None else Runtime(graph, resources)
 
     lanes: dict[Executor, list[str]] = {}
     process_steps = [s for s in steps if graph.nodes[s].step.options.executor == "process"]
@@ -72,7 +72,7 @@ def build_lanes(
         from conveyor.executors.ray import ray_lanes
 
         lanes.update(
-            ray_lanes(graph, factories, process_steps, address=ray_address, workers=workers)
+            ray_lanes(graph, resources, process_steps, address=ray_address, workers=workers)
         )
     elif process_steps:
         count = (os.cpu_count() or 1) if workers is None else workers

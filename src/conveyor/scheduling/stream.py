@@ -61,7 +61,7 @@ class Stream:
         self.preload = preload
         #: The runtime of the stream's process: its resources serve thread steps and, with
         #: ``preload``, are inherited by every worker.
-        self.runtime = Runtime(pipeline.graph, {n: r.fn for n, r in pipeline.resources.items()})
+        self.runtime = Runtime(pipeline.graph, pipeline.resources)
         #: Whether the last :meth:`close` finished every accepted item (False when the grace
         #: period ran out and the rest was left in the ledger for the next stream).
         self.finished = True
