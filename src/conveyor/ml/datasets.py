@@ -294,9 +294,10 @@ def _profile_number(name: str, kind: str, column: pa.ChunkedArray) -> ColumnProf
     top = tuple((jsonable(ordered[starts[i]]), int(runs[i])) for i in order)
     finite = ordered[np.isfinite(ordered)] if kind == "float" else ordered.astype(np.float64)
     infinite = count - len(finite)
+    ends = finite if kind == "float" and len(finite) else ordered  # the finite extremes
     base = ColumnProfile(
         name, kind, count, nulls, len(starts), top,
-        jsonable(ordered[0]), jsonable(ordered[-1]), infinite=infinite,
+        jsonable(ends[0]), jsonable(ends[-1]), infinite=infinite,
     )  # fmt: skip
     if len(finite) == 0:
         return base
