@@ -89,7 +89,9 @@ def test_between_on_times_and_one_sided() -> None:
 def test_a_check_on_the_wrong_kind_of_column_is_a_failure_not_a_crash() -> None:
     report = checks.run_checks(table(), [checks.between("kind", 0, 1), checks.unique("nope")])
     assert "cannot compare" in report.failed[0].message
-    assert report.failed[1].message == "column 'nope' is not in the table (it has id, temp, kind, day)"
+    assert (
+        report.failed[1].message == "column 'nope' is not in the table (it has id, temp, kind, day)"
+    )
 
 
 def test_unique_over_several_columns() -> None:

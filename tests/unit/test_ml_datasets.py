@@ -144,9 +144,7 @@ def test_profile_statistics_of_numbers() -> None:
     assert column.histogram is not None
     assert len(column.histogram.edges) == len(column.histogram.counts) + 1 == 31
     assert sum(column.histogram.counts) == 100
-    assert np.histogram(values, column.histogram.edges)[0].tolist() == list(
-        column.histogram.counts
-    )
+    assert np.histogram(values, column.histogram.edges)[0].tolist() == list(column.histogram.counts)
 
 
 def test_profile_top_values_and_categories() -> None:
@@ -166,9 +164,7 @@ def test_profile_of_many_distinct_values_keeps_twenty() -> None:
 
 
 def test_profile_of_times_and_a_constant_column() -> None:
-    table = pd.DataFrame(
-        {"t": pd.to_datetime(["2020-01-02", "2020-01-01", None]), "c": [7, 7, 7]}
-    )
+    table = pd.DataFrame({"t": pd.to_datetime(["2020-01-02", "2020-01-01", None]), "c": [7, 7, 7]})
     p = profile(table)
     assert (p.column("t").min, p.column("t").max) == ("2020-01-01T00:00:00", "2020-01-02T00:00:00")
     constant = p.column("c")
