@@ -32,6 +32,7 @@ from conveyor.sources.readers import (
     read_source,
 )
 from conveyor.store import Store, open_store
+from conveyor.store.rows import ErrorGroup, Failure, UnitReset
 
 if TYPE_CHECKING:
     from conveyor.definition.alarms import AlarmRule
@@ -69,8 +70,8 @@ class RunReport:
     items: int
     store: str
     duplicates: int = 0
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)  # top error groups
+    failures: list[Failure] = field(default_factory=list)
+    errors: list[ErrorGroup] = field(default_factory=list)  # top error groups
     resumed: bool = False
 
     @property
@@ -313,7 +314,7 @@ def redrive_run(
     by_item: dict[int, set[str]] = {}
     for unit in dead:
         by_item.setdefault(unit["item_idx"], set()).add(unit["step"])
-    resets: list[tuple[int, UnitState, int, str]] = []
+    resets: list[UnitReset] = []
     idxs = sorted(by_item)
     for start in range(0, len(idxs), 1000):
         rows = ledger.units_of_items(run.id, idxs[start : start + 1000])

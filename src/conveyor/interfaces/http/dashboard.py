@@ -245,8 +245,9 @@ def dashboard_router(store: str | None, *, workers: int | None = None) -> APIRou
         detail = ledger.read(lambda s: s.unit_detail(unit_id))
         if detail is None:
             return problem(404, f"no unit {unit_id} in the ledger")
-        detail["input"] = _preview(detail["kind"], detail["item"], detail.pop("payload"))
-        return detail
+        body: dict[str, Any] = {k: v for k, v in detail.items() if k != "payload"}
+        body["input"] = _preview(detail["kind"], detail["item"], detail["payload"])
+        return body
 
     @router.get("/api/runs/{run_id}/alarms", responses=error_responses(401, 404))
     def alarms(run_id: str) -> Any:
