@@ -1,12 +1,31 @@
-"""The store methods the dashboard reads, on every backend: throughput aggregated into time
-buckets by the database, units by state of several runs, the dead-letter queue page by page."""
+"""The store methods the dashboard reads, on every backend (and the in-memory ledger the
+tests may use instead of a file): throughput aggregated into time buckets by the database,
+units by state of several runs, the dead-letter queue page by page."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from conveyor.core.units import ErrorInfo, Outcome, UnitState
 from conveyor.store import Store
+from conveyor.store.memory import MemoryStore
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, store_path: Path) -> Iterator[str]:
+    """A fresh ledger on each backend, in memory too (held open for the test)."""
+    if request.param == "memory":
+        keeper = MemoryStore()
+        yield keeper.location
+        keeper.close()
+    elif request.param == "sqlite":
+        yield str(store_path)
+    else:
+        yield str(request.getfixturevalue("postgres_url"))
 
 
 def finish(ledger: Store, run_id: str, items: int, *, dead_every: int = 0) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 
 class UnitState(enum.StrEnum):
@@ -200,6 +200,31 @@ class AlarmWindow:
     oldest_ready_age: float | None  # seconds the oldest ready unit has waited
 
 
+class ErrorGroup(TypedDict):
+    """Dead units that share an error signature, with a few sample item ids."""
+
+    signature: str
+    step: str
+    error_type: str | None
+    count: int
+    first_seen: float | None
+    last_seen: float | None
+    message: str | None
+    samples: list[str]
+
+
+class Failure(TypedDict):
+    """A failed unit with its item id and error."""
+
+    item: str
+    step: str
+    state: str
+    attempts: int
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+
+
 @dataclass
 class RunReport:
     """How a run ended: its id, state, per-step statistics and wall time."""
@@ -211,8 +236,8 @@ class RunReport:
     items: int
     store: str
     duplicates: int = 0
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)  # top error groups
+    failures: list[Failure] = field(default_factory=list)
+    errors: list[ErrorGroup] = field(default_factory=list)  # top error groups
     resumed: bool = False
 
     @property

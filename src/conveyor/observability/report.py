@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -12,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.core.units import RunInfo, RunState, StepStats, UnitState
+from conveyor.store.rows import ErrorGroup
 
 _STATE_STYLE = {
     RunState.RUNNING: "cyan",
@@ -101,7 +101,7 @@ def runs_table(runs: Sequence[RunInfo]) -> Table:
     return table
 
 
-def print_error_groups(console: Console, groups: Sequence[dict[str, Any]], total: int) -> None:
+def print_error_groups(console: Console, groups: Sequence[ErrorGroup], total: int) -> None:
     """The most frequent failures, grouped by signature, so the causes are visible at once."""
     if not groups:
         return
@@ -117,7 +117,7 @@ def print_error_groups(console: Console, groups: Sequence[dict[str, Any]], total
     console.print("[dim]details: conveyor errors; conveyor dlq list; conveyor dlq show UNIT[/]")
 
 
-def errors_table(groups: Sequence[dict[str, Any]]) -> Table:
+def errors_table(groups: Sequence[ErrorGroup]) -> Table:
     """Failures grouped by signature, most frequent first."""
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     for name in ("signature", "step", "count", "first seen", "last seen", "error", "e.g. items"):

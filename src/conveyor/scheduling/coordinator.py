@@ -27,6 +27,7 @@ from conveyor.scheduling.planner import Plan, plan_run, plan_signature, replan_i
 from conveyor.scheduling.scheduler import LEASE_SECONDS, Scheduler, coordinator_id, new_owner
 from conveyor.sources.readers import SourceItem
 from conveyor.store import Store
+from conveyor.store.rows import DeadUnit, UnitReset
 
 if TYPE_CHECKING:
     from conveyor.definition.pipeline import Pipeline
@@ -168,7 +169,7 @@ class Coordinator:
         self.context.plan = plan
         return plan
 
-    def requeue_dead(self, run_id: str, dead: Sequence[Mapping[str, Any]]) -> None:
+    def requeue_dead(self, run_id: str, dead: Sequence[DeadUnit]) -> None:
         """Put ``dead`` units of ``run_id`` back in the queue with the units they had skipped,
         their cache keys computed from this coordinator's code (the fix)."""
         graph = self.pipeline.graph
@@ -176,7 +177,7 @@ class Coordinator:
         by_item: dict[int, set[str]] = {}
         for unit in dead:
             by_item.setdefault(unit["item_idx"], set()).add(unit["step"])
-        resets: list[tuple[int, UnitState, int, str]] = []
+        resets: list[UnitReset] = []
         idxs = sorted(by_item)
         for start in range(0, len(idxs), 1000):
             per_item: dict[int, dict[str, tuple[int, UnitState, str]]] = {}

@@ -15,7 +15,8 @@ from conveyor.core.units import ErrorInfo, UnitState
 from conveyor.definition.graph import Graph
 from conveyor.definition.step import ITEM
 from conveyor.sources.readers import SourceItem
-from conveyor.store.base import Store, UnitRow
+from conveyor.store.base import Store
+from conveyor.store.rows import NewItem, NewUnit, UnitReset
 
 CHUNK = 2000
 
@@ -95,7 +96,7 @@ def plan_run(
         if not chunk:
             break
         rows = [
-            (index + i, it.id, it.kind.value, it.key, it.payload, it.error)
+            NewItem(index + i, it.id, it.kind.value, it.key, it.payload, it.error)
             for i, it in enumerate(chunk)
         ]
         inserted = store.add_items(run_id, rows)
@@ -125,7 +126,7 @@ def _units(
     items: list[tuple[int, SourceItem]],
     force: set[str],
     plan: Plan,
-) -> list[UnitRow]:
+) -> list[NewUnit]:
     keyed: list[tuple[int, SourceItem, dict[str, str]]] = []
     for idx, item in items:
         keys: dict[str, str] = {}
@@ -137,7 +138,7 @@ def _units(
         keyed.append((idx, item, keys))
     lookup = [key for _, _, keys in keyed for name, key in keys.items() if name not in force]
     cached = store.existing_results(lookup)
-    rows: list[UnitRow] = []
+    rows: list[NewUnit] = []
     for idx, item, keys in keyed:
         states: dict[str, UnitState] = {}
         for name in steps:
@@ -162,7 +163,7 @@ def _units(
                 if state is not UnitState.PENDING
                 else sum(1 for u in ups if states[u] is not UnitState.CACHED)
             )
-            rows.append((idx, name, keys[name], state, waiting, error))
+            rows.append(NewUnit(idx, name, keys[name], state, waiting, error))
     return rows
 
 
@@ -173,7 +174,7 @@ def replan_item(
     item_key: str,
     units: dict[str, tuple[int, UnitState, str]],
     redrive: set[str],
-) -> list[tuple[int, UnitState, int, str]]:
+) -> list[UnitReset]:
     """For one item, the units to put back in the queue when its ``redrive`` steps' dead units
     are redriven: those units and the dependents they had skipped, with cache keys computed from
     the current code (the fix) and states from what their inputs are now. A dependent that
@@ -181,7 +182,7 @@ def replan_item(
     states = {step: state for step, (_, state, _) in units.items()}
     keys = {step: key for step, (_, _, key) in units.items()}
     changed: set[str] = set()
-    resets: list[tuple[int, UnitState, int, str]] = []
+    resets: list[UnitReset] = []
     for name in steps:
         if name not in units:
             continue
@@ -198,5 +199,5 @@ def replan_item(
         waiting = sum(1 for u in ups if states[u] not in (UnitState.DONE, UnitState.CACHED))
         states[name] = UnitState.READY if waiting == 0 else UnitState.PENDING
         changed.add(name)
-        resets.append((unit_id, states[name], waiting, keys[name]))
+        resets.append(UnitReset(unit_id, states[name], waiting, keys[name]))
     return resets

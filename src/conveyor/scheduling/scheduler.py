@@ -323,18 +323,20 @@ class Scheduler:
                 if outcome.rss:
                     self.live.rss_bytes[claim.step] = outcome.rss
                 if outcome.error is None:
-                    done.append((claim, outcome, self._downstream[claim.step]))
+                    done.append(Done(claim, outcome, self._downstream[claim.step]))
                     state = UnitState.DONE
                 elif (decision := self._decide(claim, outcome.error)).retry:
                     retry_at = now + decision.delay
                     failed.append(
-                        (claim, outcome, UnitState.READY, retry_at, (), _describe(decision))
+                        Failed(claim, outcome, UnitState.READY, retry_at, (), _describe(decision))
                     )
                     continue
                 else:
                     descendants = self._descendants[claim.step]
                     failed.append(
-                        (claim, outcome, UnitState.DEAD, None, descendants, _describe(decision))
+                        Failed(
+                            claim, outcome, UnitState.DEAD, None, descendants, _describe(decision)
+                        )
                     )
                     state = UnitState.DEAD
                     if self._isolate:  # suspects it skips will never come back to run alone

@@ -30,6 +30,7 @@ from conveyor.scheduling.scheduler import LEASE_SECONDS, Scheduler
 from conveyor.sources.item import ItemKind
 from conveyor.sources.readers import SourceItem, items_from_iterable
 from conveyor.store import Store, open_store
+from conveyor.store.rows import ItemUnit
 
 if TYPE_CHECKING:
     from conveyor.definition.pipeline import Pipeline
@@ -342,9 +343,7 @@ def _nothing() -> None:
     """A cancel function with nothing to cancel."""
 
 
-def _outputs(
-    item_id: str, units: list[tuple[str, UnitState, bytes | None, str | None, str | None]]
-) -> dict[str, Any]:
+def _outputs(item_id: str, units: Sequence[ItemUnit]) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
     for step, state, value, error_type, message in units:
         if step in outputs:

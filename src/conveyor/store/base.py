@@ -1,295 +1,33 @@
-"""The contract every ledger backend fulfils."""
+"""The contract every ledger backend fulfils: the union of the protocols by concern."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
-from typing import Any
 
-from conveyor.core.units import (
-    AlarmWindow,
-    Claim,
-    ErrorInfo,
-    ItemRow,
-    LedgerMetrics,
-    Outcome,
-    QueueTimes,
-    RunInfo,
-    RunState,
-    StepStats,
-    UnitState,
+from conveyor.store.protocols import (
+    AlarmLog,
+    DeadLetters,
+    ItemLedger,
+    Reports,
+    RunLedger,
+    UnitQueue,
 )
+from conveyor.store.rows import Done, Failed, NewItem, NewUnit, UnitReset
 
-#: A finished unit: its claim, its outcome, and the steps of the same item that take its output.
-Done = tuple[Claim, Outcome, Sequence[str]]
-#: A failed attempt: claim, outcome, the state it moves to (``dead`` or ``ready`` for a retry),
-#: the earliest retry time, the steps to skip when the failure is final, and the retry decision
-#: in words (recorded with the attempt).
-Failed = tuple[Claim, Outcome, UnitState, float | None, Sequence[str], str]
-#: A unit to insert: (item index, step, cache key, state, waiting count, error or None).
-UnitRow = tuple[int, str, str, UnitState, int, ErrorInfo | None]
+#: The names these rows had before they were named tuples.
+UnitRow = NewUnit
+
+__all__ = ["Done", "Failed", "NewItem", "NewUnit", "Store", "UnitReset", "UnitRow"]
 
 
-class Store(abc.ABC):
-    """A durable ledger of runs, items, units of work, attempts and results."""
+class Store(RunLedger, ItemLedger, UnitQueue, DeadLetters, Reports, AlarmLog, abc.ABC):
+    """A durable ledger of runs, items, units of work, attempts and results: every concern of
+    :mod:`conveyor.store.protocols` (the registry and datasets join as protocols of their
+    own)."""
 
+    #: Where the ledger is, for messages and for opening it again (:func:`open_store`).
     location: str
 
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""
-
-    # runs --------------------------------------------------------------------------------------
-    @abc.abstractmethod
-    def create_run(
-        self,
-        run_id: str,
-        *,
-        pipeline: str,
-        pipeline_file: str | None,
-        source: str,
-        steps: Sequence[str],
-        options: dict[str, Any],
-        signature: str | None = None,
-        coordinator: str | None = None,
-    ) -> None:
-        """Record a new run in the ``running`` state, held by ``coordinator``; ``signature``
-        identifies the code and options it was planned with."""
-
-    @abc.abstractmethod
-    def adopt_run(self, run_id: str, coordinator: str) -> int:
-        """Take over a run whose coordinator is gone: mark it running under ``coordinator`` and
-        put the units the old one had leased back in the queue; return how many."""
-
-    @abc.abstractmethod
-    def mark_planned(self, run_id: str) -> None:
-        """Record that every item and unit of the run is in the ledger."""
-
-    @abc.abstractmethod
-    def heartbeat(self, run_id: str, coordinator: str, owner: str, lease: float) -> int:
-        """Show ``coordinator`` alive, extend ``owner``'s leases by ``lease`` seconds, and put
-        units whose lease expired (their holder is gone) back in the queue; return how many."""
-
-    @abc.abstractmethod
-    def find_resumable(self, pipeline: str, source: str, signature: str) -> str | None:
-        """The latest unfinished run of the same pipeline, input and signature, if any."""
-
-    @abc.abstractmethod
-    def set_run_state(self, run_id: str, state: RunState, message: str | None = None) -> None:
-        """Move a run to ``state``; final states record the finish time."""
-
-    @abc.abstractmethod
-    def get_run(self, run_id: str | None = None) -> RunInfo:
-        """A run by id or unique id prefix; the latest run when ``run_id`` is None."""
-
-    @abc.abstractmethod
-    def list_runs(self, limit: int = 20) -> list[RunInfo]:
-        """The most recent runs, newest first."""
-
-    # planning ----------------------------------------------------------------------------------
-    @abc.abstractmethod
-    def add_items(
-        self, run_id: str, items: Sequence[tuple[int, str, str, str, bytes, str | None]]
-    ) -> int:
-        """Insert (index, id, kind, key, payload, error) rows; return how many were new (an id
-        seen before in this run is ignored)."""
-
-    @abc.abstractmethod
-    def add_units(self, run_id: str, units: Sequence[UnitRow]) -> None:
-        """Insert units of work in the given states."""
-
-    @abc.abstractmethod
-    def existing_results(self, keys: Sequence[str]) -> set[str]:
-        """Which of these cache keys already have a stored result."""
-
-    # execution ---------------------------------------------------------------------------------
-    @abc.abstractmethod
-    def claim(
-        self, run_id: str, steps: Sequence[str], limit: int, *, owner: str, lease: float
-    ) -> list[Claim]:
-        """Lease up to ``limit`` ready units of ``steps`` to ``owner`` for ``lease`` seconds."""
-
-    @abc.abstractmethod
-    def claim_items(
-        self, run_id: str, steps: Sequence[str], limit: int, *, owner: str, lease: float
-    ) -> list[Claim]:
-        """Lease whole items: every ready or pending unit of ``steps`` of up to ``limit`` items
-        that have a unit of ``steps`` ready and none of them leased or waiting out a retry
-        delay. The pending ones are leased ahead of their upstream units, to run after them in
-        the same task; handed back unrun (:meth:`commit`'s ``requeue``) they wait for them
-        again."""
-
-    @abc.abstractmethod
-    def load_items(self, run_id: str, idxs: Sequence[int]) -> dict[int, ItemRow]:
-        """The stored items at these indexes."""
-
-    @abc.abstractmethod
-    def load_inputs(
-        self, run_id: str, idxs: Sequence[int], steps: Sequence[str]
-    ) -> dict[tuple[int, str], bytes]:
-        """Stored results of ``steps`` for the items at ``idxs``, keyed by (index, step)."""
-
-    @abc.abstractmethod
-    def commit(
-        self,
-        run_id: str,
-        done: Sequence[Done],
-        failed: Sequence[Failed],
-        requeue: Sequence[Claim] = (),
-    ) -> int:
-        """In one transaction: store results, mark units ``done`` and promote their dependents;
-        record failures (``failed`` with dependents skipped, or ``ready`` again for a retry not
-        before the given time); put ``requeue`` units back without spending an attempt (to
-        wait for their upstream units again where they were leased ahead of them: a unit
-        leased ahead counts its upstream units that finish meanwhile, whoever commits them).
-        Every update is fenced by the unit's lease: return how many were stale (lease lost)
-        and ignored."""
-
-    @abc.abstractmethod
-    def release(self, run_id: str, owner: str) -> int:
-        """Hand units still leased to ``owner`` back to the queue (on interrupt)."""
-
-    @abc.abstractmethod
-    def unfinished(self, run_id: str) -> int:
-        """How many units of the run are not in a final state."""
-
-    @abc.abstractmethod
-    def next_retry_time(self, run_id: str) -> float | None:
-        """The earliest time a ready unit may be claimed (0 if one may be claimed now; None if
-        no unit is ready)."""
-
-    @abc.abstractmethod
-    def next_lease_expiry(self, run_id: str) -> float | None:
-        """When the first lease on a running unit of the run expires (None if none runs)."""
-
-    @abc.abstractmethod
-    def queue_times(self, run_id: str) -> QueueTimes:
-        """:meth:`next_retry_time`, :meth:`next_lease_expiry` and :meth:`unfinished`, read in
-        one snapshot of the ledger."""
-
-    @abc.abstractmethod
-    def unfinished_items(self, run_id: str) -> int:
-        """How many items of the run still have units to finish."""
-
-    @abc.abstractmethod
-    def next_item_index(self, run_id: str) -> int:
-        """The index the run's next item gets (one past the highest so far)."""
-
-    @abc.abstractmethod
-    def item_units(
-        self, run_id: str, item_id: str
-    ) -> list[tuple[str, UnitState, bytes | None, str | None, str | None]]:
-        """(step, state, pickled result, error type, error message) of one item's units."""
-
-    @abc.abstractmethod
-    def item_index(self, run_id: str, item_id: str) -> int | None:
-        """The index of the newest version of the item ``item_id`` in the run, if it has one."""
-
-    @abc.abstractmethod
-    def latest_run_with_item(self, pipeline: str, source: str, item_id: str) -> str | None:
-        """The newest run of ``pipeline`` over ``source`` that has the item ``item_id``."""
-
-    @abc.abstractmethod
-    def unfinished_runs(self, pipeline: str, source: str) -> list[str]:
-        """Runs of ``pipeline`` over ``source`` not in a final state, oldest first."""
-
-    @abc.abstractmethod
-    def unfinished_item_rows(self, run_id: str) -> list[tuple[str, str, str, bytes, str | None]]:
-        """(id, kind, key, payload, error) of the run's items that still have units to
-        finish, in source order."""
-
-    @abc.abstractmethod
-    def supersede(self, run_id: str, message: str) -> None:
-        """End a run whose unfinished items continue elsewhere: its unfinished units become
-        ``skipped`` with ``message``, and the run ``completed_with_errors``."""
-
-    # the dead-letter queue ----------------------------------------------------------------------
-    @abc.abstractmethod
-    def dead_units(
-        self,
-        run_id: str,
-        *,
-        step: str | None = None,
-        signature: str | None = None,
-        limit: int = -1,
-        offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """Dead units of a run, optionally of one step or error signature (prefix), oldest
-        first: ``limit`` of them (all when negative) after skipping ``offset``."""
-
-    @abc.abstractmethod
-    def unit_detail(self, unit_id: int) -> dict[str, Any] | None:
-        """Everything recorded about one unit, with its attempts."""
-
-    @abc.abstractmethod
-    def error_groups(self, run_id: str, limit: int = 50, samples: int = 3) -> list[dict[str, Any]]:
-        """Dead units grouped by error signature: counts, first/last seen, sample item ids."""
-
-    @abc.abstractmethod
-    def units_of_items(
-        self, run_id: str, idxs: Sequence[int]
-    ) -> list[tuple[int, int, str, UnitState, str, str]]:
-        """(unit id, item index, step, state, cache key, item key) of every unit of these items."""
-
-    @abc.abstractmethod
-    def reset_units(
-        self, run_id: str, rows: Sequence[tuple[int, UnitState, int, str]], signature: str
-    ) -> None:
-        """Put units back to (state, waiting, cache key) with a clean slate of attempts and
-        errors, and record the signature of the code the run now continues with."""
-
-    # alarms ------------------------------------------------------------------------------------
-    @abc.abstractmethod
-    def alarm_window(
-        self, run_id: str, seconds: float, step: str | None = None, *, p95: bool = False
-    ) -> AlarmWindow:
-        """The run's (or ``step``'s) finished units and failed attempts over the last
-        ``seconds`` (with ``p95``, their p95 duration too: it costs a sort), and the work
-        waiting now."""
-
-    @abc.abstractmethod
-    def set_alarm(
-        self,
-        run_id: str,
-        name: str,
-        state: str,
-        value: float | None,
-        threshold: float,
-        message: str,
-    ) -> None:
-        """Record that alarm ``name`` of the run is now ``state`` (firing or resolved)."""
-
-    @abc.abstractmethod
-    def alarms(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's alarms: name, state, value, threshold, message, changed_at."""
-
-    # reports -----------------------------------------------------------------------------------
-    @abc.abstractmethod
-    def ledger_metrics(self, run_id: str, buckets: Sequence[float]) -> LedgerMetrics:
-        """Units by step and state, finished units' durations in ``buckets`` (upper bounds,
-        cumulative counts), retried attempts, items, and the oldest ready unit's ready time."""
-
-    @abc.abstractmethod
-    def step_stats(self, run_id: str, steps: Sequence[str]) -> list[StepStats]:
-        """Per-step counts by state, p50/p95 duration and throughput."""
-
-    @abc.abstractmethod
-    def run_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        """Units of each of these runs by state."""
-
-    @abc.abstractmethod
-    def throughput(
-        self, run_id: str, start: float, end: float, buckets: int
-    ) -> list[tuple[str, int, int, int]]:
-        """Finished units over time, aggregated by the database: (step, bucket, done, dead)
-        for ``buckets`` equal slices of ``start``..``end`` (bucket 0 first; units finished
-        after ``end`` count in the last), only the non-empty ones, by step and bucket."""
-
-    @abc.abstractmethod
-    def failures(self, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Failed units with their item id, step and error."""
-
-    @abc.abstractmethod
-    def export_rows(self, run_id: str) -> Iterator[tuple[str, dict[str, tuple[str, bytes | None]]]]:
-        """Each item's id with, per step, its state and pickled result (None if it has none),
-        in source order, page by page."""

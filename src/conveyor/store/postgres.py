@@ -15,8 +15,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from conveyor.core.units import Claim
 from conveyor.errors import RunNotFound, StoreError, UsageError
-from conveyor.store.base import Done, Failed
 from conveyor.store.relational import Cursor, Params, RelationalStore
+from conveyor.store.rows import Done, Failed
 from conveyor.store.sqlfiles import load_migrations, load_queries, split_statements
 
 # This module is imported only when a postgresql:// store is opened: only those need psycopg.
@@ -129,7 +129,7 @@ class PostgresStore(RelationalStore):
                 traceback=error.traceback.replace("\x00", "\\x00"),
             )
             outcome = outcome._replace(error=error)
-            entry = (claim, outcome, state, not_before, descendants, decision)
+            entry = Failed(claim, outcome, state, not_before, descendants, decision)
         return super()._record_failure(run_id, entry, now)
 
     # writes that may meet another coordinator's: run again if the server chose them to fail ---

@@ -8,40 +8,43 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import StoreError
-from conveyor.store.base import Done
+from conveyor.errors import RunNotFound, StoreError
 from conveyor.store.relational import Params, RelationalStore
+from conveyor.store.rows import Done
 from conveyor.store.sqlfiles import load_migrations, load_queries, split_statements
 
 _Q = load_queries("sqlite")
 
 
-class SQLiteStore(RelationalStore):
-    """The ledger in a SQLite file (created with its folder if missing). One connection; like
-    any :class:`~conveyor.store.base.Store` object it may be used from one thread at a time."""
+class SQLiteBase(RelationalStore):
+    """A ledger in a SQLite database, wherever the database lives: the dialect, its
+    migrations and transactions over one connection. Like any
+    :class:`~conveyor.store.base.Store` object it may be used from one thread at a time."""
 
     queries = _Q
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.location = str(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout = 30000")
+    def _open(
+        self, target: str, *, uri: bool = False, wal: bool = True, create: bool = True
+    ) -> None:
+        """Connect to ``target`` (a path, or a ``file:`` URI) and bring its tables up to
+        date; with ``create=False`` a database without them is an error."""
+        self._db = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        if wal:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise StoreError(
-                f"cannot open the ledger {path}: {exc}; pass --store with a writable SQLite file"
-            ) from exc
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._migrate(create)
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool) -> None:
         db = self._db
         db.execute(_Q["create_schema_migrations"])
         applied = {row[0] for row in db.execute(_Q["applied_migrations"])}
+        if not applied and not create:
+            db.close()
+            raise RunNotFound(
+                f"no ledger in {self.location}; start a run with 'conveyor run' or pass --store"
+            )
         for version, name, sql in load_migrations("sqlite"):
             if version in applied:
                 continue
@@ -98,6 +101,21 @@ class SQLiteStore(RelationalStore):
             ).rowcount
             == 1
         ]
+
+
+class SQLiteStore(SQLiteBase):
+    """The ledger in a SQLite file in WAL mode (created with its folder if missing)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.location = str(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._open(str(path))
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(
+                f"cannot open the ledger {path}: {exc}; pass --store with a writable SQLite file"
+            ) from exc
 
 
 class _Transaction:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -219,20 +219,20 @@ def dlq_show(
     detail = ledger.unit_detail(unit)
     if detail is None:
         raise UsageError(f"no unit {unit} in the ledger; 'conveyor dlq list' shows dead units")
-    payload = detail.pop("payload")
-    item = rebuild_item(detail["kind"], detail["item"], payload)
-    detail["input"] = escape_name(item.path) if detail["kind"] == "file" else {
+    item = rebuild_item(detail["kind"], detail["item"], detail["payload"])
+    shown: Any = escape_name(item.path) if detail["kind"] == "file" else {
         k: repr(v) for k, v in item.fields.items()
     }  # fmt: skip
     if as_json:
-        print(json.dumps(detail, indent=2, default=str))
+        body: dict[str, Any] = {k: v for k, v in detail.items() if k != "payload"}
+        print(json.dumps({**body, "input": shown}, indent=2, default=str))
         return
     out.print(
         f"unit [bold]{detail['unit']}[/] of run {detail['run']}: step [bold]{detail['step']}[/] "
         f"on item [bold]{escape(detail['item'])}[/] is [red]{detail['state']}[/] after "
         f"{_plural(detail['attempts'], 'attempt')}"
     )
-    out.print(f"input: {escape(str(detail['input']))}")
+    out.print(f"input: {escape(str(shown))}")
     for a in detail["attempt_log"]:
         out.print(
             f"  attempt {a['attempt']}: {escape(str(a['error_type']))}: "

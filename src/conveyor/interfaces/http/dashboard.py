@@ -288,8 +288,9 @@ def unit(dash: Dash, unit_id: int) -> Any:
     detail = dash.ledger.read(lambda s: s.unit_detail(unit_id))
     if detail is None:
         return problem(404, f"no unit {unit_id} in the ledger")
-    detail["input"] = _preview(detail["kind"], detail["item"], detail.pop("payload"))
-    return detail
+    body: dict[str, Any] = {k: v for k, v in detail.items() if k != "payload"}
+    body["input"] = _preview(detail["kind"], detail["item"], detail["payload"])
+    return body
 
 
 @router.get("/api/runs/{run_id}/alarms", responses=error_responses(401, 404))

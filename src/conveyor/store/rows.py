@@ -1,0 +1,203 @@
+"""The rows the ledger takes and gives, by name.
+
+Rows that callers build or unpack position by position are NamedTuples: they unpack as the
+plain tuples they replace (``for step, state, *_ in ...`` keeps working) and cost no more.
+Rows that go straight out as JSON (the dashboard's API, ``--json`` of the CLI) are TypedDicts:
+plain dicts at run time, with their keys checked by the type checker. The values that travel
+beyond the ledger too (:class:`~conveyor.core.units.Claim`, ``ItemRow``, ``RunInfo``,
+``StepStats``, ``LedgerMetrics``, ``AlarmWindow``) live in :mod:`conveyor.core.units`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, TypedDict
+
+from conveyor.core.units import Claim, ErrorInfo, Outcome, UnitState
+
+# The rows of reports a run ends with live in the core (a RunReport carries them).
+from conveyor.core.units import ErrorGroup as ErrorGroup
+from conveyor.core.units import Failure as Failure
+
+# -- what planning writes ----------------------------------------------------------------------
+
+
+class NewItem(NamedTuple):
+    """An item to record: its index in the run, id, kind, cache key, payload, and the reason
+    it could not be read (None if it could)."""
+
+    idx: int
+    item_id: str
+    kind: str
+    key: str
+    payload: bytes
+    error: str | None
+
+
+class NewUnit(NamedTuple):
+    """A unit of work to record in ``state``, waiting for ``waiting`` upstream units; ``error``
+    says why a unit planned dead or skipped is so."""
+
+    item_idx: int
+    step: str
+    key: str
+    state: UnitState
+    waiting: int
+    error: ErrorInfo | None
+
+
+class UnitReset(NamedTuple):
+    """A unit to put back (redrive) in ``state`` with a new cache key, attempts cleared."""
+
+    unit_id: int
+    state: UnitState
+    waiting: int
+    key: str
+
+
+# -- what a coordinator commits ----------------------------------------------------------------
+
+
+class Done(NamedTuple):
+    """A finished unit: its claim, its outcome, and the steps of the same item that take its
+    output (promoted when it is stored)."""
+
+    claim: Claim
+    outcome: Outcome
+    downstream: Sequence[str]
+
+
+class Failed(NamedTuple):
+    """A failed attempt: the state it moves to (``dead``, or ``ready`` for a retry not before
+    ``not_before``), the steps to skip when the failure is final, and the retry decision in
+    words (recorded with the attempt)."""
+
+    claim: Claim
+    outcome: Outcome
+    state: UnitState
+    not_before: float | None
+    skip: Sequence[str]
+    decision: str
+
+
+# -- what the ledger reads back: positional rows -----------------------------------------------
+
+
+class ItemUnit(NamedTuple):
+    """One unit of an item: its step, state, pickled result and error, if any."""
+
+    step: str
+    state: UnitState
+    value: bytes | None
+    error_type: str | None
+    error_message: str | None
+
+
+class UnitOfItem(NamedTuple):
+    """A unit of an item, as redrive replans it: ids, step, state and cache keys."""
+
+    unit_id: int
+    item_idx: int
+    step: str
+    state: UnitState
+    key: str
+    item_key: str
+
+
+class CarriedItem(NamedTuple):
+    """An item of an earlier run that still has units to finish (a stream carries it over)."""
+
+    item_id: str
+    kind: str
+    key: str
+    payload: bytes
+    error: str | None
+
+
+class ThroughputRow(NamedTuple):
+    """Units of ``step`` finished ``done`` or ``dead`` in time bucket ``bucket``."""
+
+    step: str
+    bucket: int
+    done: int
+    dead: int
+
+
+class StepResult(NamedTuple):
+    """One step's state for an item, and its pickled result (None if it has none)."""
+
+    state: str
+    value: bytes | None
+
+
+class ExportRow(NamedTuple):
+    """An item's id and, by step, what the step made of it."""
+
+    item_id: str
+    values: dict[str, StepResult]
+
+
+#: Units by state (``{"done": 3, "dead": 1}``); states with none are left out.
+StateCounts = dict[str, int]
+
+
+# -- what the ledger reads back: rows sent out as JSON ----------------------------------------
+
+
+class DeadUnit(TypedDict):
+    """A unit in the dead-letter queue."""
+
+    unit: int
+    item: str
+    item_idx: int
+    step: str
+    attempts: int
+    error_type: str | None
+    error_message: str | None
+    signature: str | None
+    finished_at: float | None
+
+
+class AttemptRecord(TypedDict):
+    """One failed attempt of a unit, with the retry decision taken."""
+
+    attempt: int
+    started_at: float | None
+    duration: float | None
+    error_type: str | None
+    error_message: str | None
+    decision: str | None
+    retry_at: float | None
+
+
+class UnitDetail(TypedDict):
+    """Everything recorded about one unit; ``payload`` is its item's stored form."""
+
+    unit: int
+    run: str
+    item: str
+    kind: str
+    payload: bytes
+    step: str
+    state: str
+    attempts: int
+    key: str
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+    signature: str | None
+    started_at: float | None
+    finished_at: float | None
+    duration: float | None
+    attempt_log: list[AttemptRecord]
+
+
+class AlarmRecord(TypedDict):
+    """An alarm of a run as last recorded: firing or resolved, and why."""
+
+    name: str
+    state: str
+    value: float | None
+    threshold: float
+    message: str
+    changed_at: float
