@@ -21,7 +21,15 @@ from fastapi import FastAPI
 
 from conveyor.interfaces.http.app import create_dashboard_app
 
-STATIC = Path(__file__).resolve().parents[2] / "src" / "conveyor" / "static" / "dashboard"
+STATIC = (
+    Path(__file__).resolve().parents[2]
+    / "src"
+    / "conveyor"
+    / "interfaces"
+    / "http"
+    / "static"
+    / "dashboard"
+)
 PIPELINE = """
 import conveyor as cv
 pipe = cv.Pipeline("docs")

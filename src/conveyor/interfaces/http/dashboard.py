@@ -146,7 +146,7 @@ async def dashboard_state(request: Request) -> DashboardState:
 
 #: A route parameter of this type receives the app's :class:`DashboardState`.
 Dash = Annotated[DashboardState, Depends(dashboard_state)]
-_STATIC = resources.files("conveyor").joinpath("static", "dashboard")
+_STATIC = resources.files("conveyor.interfaces.http").joinpath("static", "dashboard")
 
 #: The dashboard's routes over the ledger (mounted under :data:`PREFIX`).
 router = APIRouter(default_response_class=SafeJSONResponse)
