@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from conveyor.interfaces.cli.main import main
+from conveyor.interfaces.cli import main
 
 main()

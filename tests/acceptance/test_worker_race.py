@@ -50,7 +50,7 @@ def paused(name):
 for name in ("next_retry_time", "next_lease_expiry", "queue_times"):
     paused(name)
 
-from conveyor.interfaces.cli.main import main
+from conveyor.interfaces.cli import main
 main()
 """
 

@@ -40,7 +40,7 @@ def open_store(location: str | Path | None = None, *, create: bool = True) -> St
             return PostgresStore(text, create=create)
         raise UsageError(
             f"--store: the {scheme!r} store is not available; pass a SQLite file path "
-            "(or sqlite:///PATH), a postgresql://USER@HOST/DATABASE URL or memory:"
+            "(or sqlite:///PATH) or a postgresql://USER@HOST/DATABASE URL"
         )
     from conveyor.store.sqlite import SQLiteStore
 

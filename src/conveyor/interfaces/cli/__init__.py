@@ -1,7 +1,15 @@
-"""The command-line interface, one module per command group."""
+"""The command-line interface, one module per command group, registered here in the order
+``conveyor --help`` lists them."""
 
 from __future__ import annotations
 
-from conveyor.interfaces.cli.main import app, main
+from conveyor.interfaces.cli import alarms, dlq, ledger, run, serve
+from conveyor.interfaces.cli.app import app, main
+
+for command in (run.run, serve.watch, serve.serve, serve.dashboard, run.resume, run.worker,
+                run.redrive, ledger.status, ledger.results, ledger.runs, ledger.check,
+                dlq.errors, alarms.alarms):  # fmt: skip
+    app.command()(command)
+app.add_typer(dlq.dlq, name="dlq")
 
 __all__ = ["app", "main"]
