@@ -68,3 +68,4 @@ ProgressOpt = Annotated[
         "--progress/--no-progress", envvar="CONVEYOR_PROGRESS", help="Show live progress bars."
     ),
 ]
+HostOpt = Annotated[str, typer.Option("--host", envvar="CONVEYOR_HOST", help="Address to bind.")]

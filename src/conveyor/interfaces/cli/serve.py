@@ -21,6 +21,7 @@ from conveyor.interfaces.cli.app import (
 )
 from conveyor.interfaces.cli.options import (
     AlarmsOpt,
+    HostOpt,
     NotifyOpt,
     PipelineArg,
     StoreOpt,
@@ -95,9 +96,7 @@ def watch(
 @handled
 def serve(
     pipeline: PipelineArg,
-    host: Annotated[
-        str, typer.Option("--host", envvar="CONVEYOR_HOST", help="Address to bind.")
-    ] = "127.0.0.1",
+    host: HostOpt = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", envvar="CONVEYOR_PORT", help="Port.")] = 8000,
     token: Annotated[
         str | None,
@@ -167,9 +166,7 @@ def serve(
 
 @handled
 def dashboard(
-    host: Annotated[
-        str, typer.Option("--host", envvar="CONVEYOR_HOST", help="Address to bind.")
-    ] = "127.0.0.1",
+    host: HostOpt = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", envvar="CONVEYOR_PORT", help="Port.")] = 8050,
     token: Annotated[
         str | None,
