@@ -12,6 +12,7 @@ in parallel, durable and resumable.
 from __future__ import annotations
 
 from conveyor.core.units import RunReport, RunState, UnitState
+from conveyor.definition import search
 from conveyor.definition.pipeline import Pipeline
 from conveyor.definition.retry import Retry
 from conveyor.errors import (
@@ -43,4 +44,5 @@ __all__ = [
     "UnitState",
     "UsageError",
     "__version__",
+    "search",
 ]

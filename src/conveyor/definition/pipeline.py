@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from conveyor.definition.alarms import AlarmRule, check_steps
 from conveyor.definition.alarms import rules as alarm_rules
 from conveyor.definition.graph import Graph, build_graph
+from conveyor.definition.models import MetricSpec, ModelSpec, ModelsMixin, check_models
 from conveyor.definition.step import (
     RESERVED,
     Resource,
@@ -27,9 +28,10 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Pipeline:
-    """A pipeline of plain functions. ``@pipe.step`` and ``@pipe.resource`` register functions
-    and return them unchanged, so each stays callable and testable on its own."""
+class Pipeline(ModelsMixin):
+    """A pipeline of plain functions. ``@pipe.step``, ``@pipe.resource``, ``@pipe.model`` and
+    ``@pipe.metric`` register functions and return them unchanged, so each stays callable and
+    testable on its own."""
 
     def __init__(
         self,
@@ -54,6 +56,8 @@ class Pipeline:
         self.alarms = alarm_rules(alarms, f"Pipeline({name!r}, alarms=...)")
         self.steps: dict[str, Step] = {}
         self.resources: dict[str, Resource] = {}
+        self.models: dict[str, ModelSpec] = {}
+        self.metrics: dict[str, MetricSpec] = {}
         self._graph: Graph | None = None
 
     def __repr__(self) -> str:
@@ -143,8 +147,8 @@ class Pipeline:
                 f"{kind} {name!r}: the name {name!r} is reserved ({', '.join(sorted(RESERVED))}); "
                 f"rename the function"
             )
-        if name in self.steps or name in self.resources:
-            other = "step" if name in self.steps else "resource"
+        if name in self.steps or name in self.resources or name in self.models:
+            other = "step" if name in self.steps else "resource" if name in self.resources else "model"
             raise DefinitionError(
                 f"{kind} {name!r} is defined twice (already a {other} in pipeline "
                 f"{self.name!r}); rename one of the functions"
@@ -157,6 +161,7 @@ class Pipeline:
         if self._graph is None:
             graph = build_graph(self.steps, self.resources)
             check_steps(self.alarms, graph.nodes)
+            check_models(self.models, self.metrics)
             self._graph = graph
         return self._graph
 

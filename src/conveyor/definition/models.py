@@ -1,0 +1,185 @@
+"""Models and metrics of a pipeline: ``@pipe.model`` on ``fit(train, params) -> model`` and
+``@pipe.metric`` on ``metric(<model name>, valid) -> float``.
+
+    @pipe.model(metric="roc_auc", direction="maximize", trials=40,
+                search={"C": cv.search.log(1e-3, 1e2)})
+    def forest(train, params): ...
+
+    @pipe.metric
+    def roc_auc(forest, valid) -> float: ...
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from conveyor.definition.search import Space, spaces
+from conveyor.definition.step import code_version, function_parameters
+from conveyor.errors import DefinitionError
+
+F = TypeVar("F", bound=Callable[..., Any])
+#: The directions a metric can be optimised in.
+DIRECTIONS = ("maximize", "minimize")
+#: The samplers a search can use.
+SAMPLERS = ("tpe", "random")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model: its ``fit`` function, the metric it is chosen by, and its search."""
+
+    name: str
+    fn: Callable[..., Any]
+    metric: str
+    direction: str = "maximize"
+    search: Mapping[str, Space] = field(default_factory=dict)
+    trials: int = 20
+    sampler: str = "tpe"
+    retries: int = 0
+    code_version: str = ""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric: scores the model it names on the ``valid`` table."""
+
+    name: str
+    fn: Callable[..., Any]
+    model: str
+    code_version: str = ""
+
+
+def _plain_function(kind: str, fn: object) -> str:
+    if not inspect.isfunction(fn) or fn.__name__ == "<lambda>":
+        raise DefinitionError(
+            f"@pipe.{kind} was applied to {getattr(fn, '__qualname__', type(fn).__name__)!r}; "
+            f"decorate a named 'def' function"
+        )
+    return fn.__name__
+
+
+def model_spec(fn: Callable[..., Any], options: Mapping[str, Any]) -> ModelSpec:
+    """Validate ``@pipe.model(**options)`` on ``fn``."""
+    name = _plain_function("model", fn)
+    where = f"@pipe.model on {name!r}"
+    unknown = set(options) - {"metric", "direction", "search", "trials", "sampler", "retries"}
+    if unknown:
+        raise DefinitionError(
+            f"{where}: unknown option(s) {', '.join(sorted(unknown))}; the options are metric, "
+            f"direction, search, trials, sampler and retries"
+        )
+    params = {p.name: p for p in function_parameters("model", fn)}
+    missing = [p for p in ("train", "params") if p not in params]
+    extra = [p for p, info in params.items() if p not in ("train", "params") and not info.optional]
+    if missing or extra:
+        raise DefinitionError(
+            f"{where}: fit must be 'def {name}(train, params)' (got ({', '.join(params)})); "
+            f"it takes the training table and a dict of the searched parameters"
+        )
+    metric = options.get("metric")
+    if not isinstance(metric, str) or not metric:
+        raise DefinitionError(
+            f"{where}: metric= must name the @pipe.metric function that scores it, "
+            f"e.g. @pipe.model(metric='roc_auc')"
+        )
+    direction = options.get("direction", "maximize")
+    if direction not in DIRECTIONS:
+        raise DefinitionError(
+            f"{where}: direction={direction!r} must be 'maximize' or 'minimize'"
+        )
+    trials = options.get("trials", 20)
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise DefinitionError(f"{where}: trials={trials!r} must be a whole number of at least 1")
+    sampler = options.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        raise DefinitionError(f"{where}: sampler={sampler!r} must be 'tpe' or 'random'")
+    retries = options.get("retries", 0)
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise DefinitionError(f"{where}: retries={retries!r} must be a whole number >= 0")
+    return ModelSpec(
+        name=name, fn=fn, metric=metric, direction=direction,
+        search=spaces(where, options.get("search")), trials=trials, sampler=sampler,
+        retries=retries, code_version=code_version(fn),
+    )  # fmt: skip
+
+
+def metric_spec(fn: Callable[..., Any]) -> MetricSpec:
+    """Validate ``@pipe.metric`` on ``fn``: it takes the model's name and ``valid``."""
+    name = _plain_function("metric", fn)
+    params = [p.name for p in function_parameters("metric", fn)]
+    others = [p for p in params if p != "valid"]
+    if "valid" not in params or len(params) != 2:
+        raise DefinitionError(
+            f"@pipe.metric on {name!r}: a metric must be 'def {name}(<model name>, valid)' "
+            f"(got ({', '.join(params)})): the fitted model, named after its fit function, "
+            f"and the validation table"
+        )
+    return MetricSpec(name=name, fn=fn, model=others[0], code_version=code_version(fn))
+
+
+def check_models(models: Mapping[str, ModelSpec], metrics: Mapping[str, MetricSpec]) -> None:
+    """Each model's ``metric=`` names a metric of that model; each metric names a model."""
+    for metric in metrics.values():
+        if metric.model not in models:
+            raise DefinitionError(
+                f"metric {metric.name!r} takes {metric.model!r}, which is not a @pipe.model "
+                f"(models: {', '.join(models) or 'none'}); name its first parameter after "
+                f"the model's fit function"
+            )
+    for model in models.values():
+        chosen = metrics.get(model.metric)
+        if chosen is None:
+            raise DefinitionError(
+                f"model {model.name!r}: metric={model.metric!r} is not a @pipe.metric "
+                f"(metrics: {', '.join(metrics) or 'none'}); define "
+                f"'@pipe.metric def {model.metric}({model.name}, valid)'"
+            )
+        if chosen.model != model.name:
+            raise DefinitionError(
+                f"model {model.name!r}: metric {model.metric!r} scores {chosen.model!r}; "
+                f"rename its first parameter to {model.name!r}"
+            )
+
+
+class ModelsMixin:
+    """Adds ``@pipe.model`` and ``@pipe.metric`` to :class:`~conveyor.Pipeline`."""
+
+    models: dict[str, ModelSpec]
+    metrics: dict[str, MetricSpec]
+
+    def _check_name(self, kind: str, name: str) -> None:
+        taken = {**getattr(self, "steps", {}), **getattr(self, "resources", {})}
+        if name in taken or name in self.models or name in self.metrics:
+            raise DefinitionError(
+                f"{kind} {name!r} is defined twice in this pipeline; rename one of the functions"
+            )
+
+    @overload
+    def model(self, fn: F, /) -> F: ...
+
+    @overload
+    def model(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
+
+    def model(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
+        """Register ``fit(train, params) -> model``. Options: ``metric`` (a ``@pipe.metric``),
+        ``direction`` (``"maximize"`` or ``"minimize"``), ``search`` (parameter name to
+        ``cv.search`` space), ``trials``, ``sampler`` (``"tpe"`` or ``"random"``),
+        ``retries`` (per trial)."""
+
+        def decorate(fn: F) -> F:
+            spec = model_spec(fn, options)
+            self._check_name("model", spec.name)
+            self.models[spec.name] = spec
+            return fn
+
+        return decorate if fn is None else decorate(fn)
+
+    def metric(self, fn: F, /) -> F:
+        """Register ``metric(<model name>, valid) -> float``, scoring that model."""
+        spec = metric_spec(fn)
+        self._check_name("metric", spec.name)
+        self.metrics[spec.name] = spec
+        return fn
