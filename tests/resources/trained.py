@@ -21,8 +21,10 @@ def table() -> pd.DataFrame:
     return frame
 
 
-@pipe.model(metric="roc_auc", direction="maximize", trials=8,
-            search={"C": cv.search.log(1e-3, 1e2), "intercept": cv.search.choice([True, False])})  # fmt: skip
+SPACE = {"C": cv.search.log(1e-3, 1e2), "intercept": cv.search.choice([True, False])}
+
+
+@pipe.model(metric="roc_auc", direction="maximize", trials=8, search=SPACE)
 def logistic(train: pd.DataFrame, params: dict[str, Any]) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

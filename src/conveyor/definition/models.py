@@ -73,7 +73,9 @@ def model_spec(fn: Callable[..., Any], options: Mapping[str, Any]) -> ModelSpec:
         )
     params = {p.name: p for p in function_parameters("model", fn)}
     missing = [p for p in ("train", "params") if p not in params]
-    extra = [p for p, info in params.items() if p not in ("train", "params") and not info.optional]
+    extra = [
+        p for p, info in params.items() if p not in ("train", "params") and not info.has_default
+    ]
     if missing or extra:
         raise DefinitionError(
             f"{where}: fit must be 'def {name}(train, params)' (got ({', '.join(params)})); "
@@ -87,9 +89,7 @@ def model_spec(fn: Callable[..., Any], options: Mapping[str, Any]) -> ModelSpec:
         )
     direction = options.get("direction", "maximize")
     if direction not in DIRECTIONS:
-        raise DefinitionError(
-            f"{where}: direction={direction!r} must be 'maximize' or 'minimize'"
-        )
+        raise DefinitionError(f"{where}: direction={direction!r} must be 'maximize' or 'minimize'")
     trials = options.get("trials", 20)
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise DefinitionError(f"{where}: trials={trials!r} must be a whole number of at least 1")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from conveyor.definition.alarms import AlarmRule, check_steps
 from conveyor.definition.alarms import rules as alarm_rules
 from conveyor.definition.graph import Graph, build_graph
-from conveyor.definition.models import MetricSpec, ModelSpec, ModelsMixin, check_models
+from conveyor.definition.models import MetricSpec, ModelsMixin, ModelSpec, check_models
 from conveyor.definition.step import (
     RESERVED,
     Resource,
@@ -148,7 +148,9 @@ class Pipeline(ModelsMixin):
                 f"rename the function"
             )
         if name in self.steps or name in self.resources or name in self.models:
-            other = "step" if name in self.steps else "resource" if name in self.resources else "model"
+            other = (
+                "step" if name in self.steps else "resource" if name in self.resources else "model"
+            )
             raise DefinitionError(
                 f"{kind} {name!r} is defined twice (already a {other} in pipeline "
                 f"{self.name!r}); rename one of the functions"

@@ -1,8 +1,8 @@
 """Search spaces for hyperparameters: ``cv.search.int``, ``float``, ``log`` and ``choice``.
 
-    @pipe.model(metric="roc_auc", search={"C": cv.search.log(1e-3, 1e2),
-                                          "depth": cv.search.int(2, 8)}, trials=40)
-    def fit(train, params): ...
+@pipe.model(metric="roc_auc", search={"C": cv.search.log(1e-3, 1e2),
+                                      "depth": cv.search.int(2, 8)}, trials=40)
+def fit(train, params): ...
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _number(value: object, *, integer: bool = False) -> bool:
     return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def int(low: builtins.int, high: builtins.int, step: builtins.int = 1) -> Int:  # noqa: A001
+def int(low: builtins.int, high: builtins.int, step: builtins.int = 1) -> Int:
     """Integers in ``[low, high]``, every ``step``: ``cv.search.int(2, 10)``."""
     if not (_number(low, integer=True) and _number(high, integer=True)):
         raise DefinitionError(
@@ -72,7 +72,7 @@ def int(low: builtins.int, high: builtins.int, step: builtins.int = 1) -> Int:  
     return Int(low, high, step)
 
 
-def float(low: builtins.float, high: builtins.float) -> Float:  # noqa: A001
+def float(low: builtins.float, high: builtins.float) -> Float:
     """Floats in ``[low, high]``: ``cv.search.float(0.0, 0.5)``."""
     if not (_number(low) and _number(high)):
         raise DefinitionError(

@@ -8,7 +8,7 @@ import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from conveyor.definition.search import Choice, Float, Int, Log, Space
 from conveyor.errors import DefinitionError
@@ -71,7 +71,7 @@ class Search:
             raise DefinitionError(f"Search: sampler={sampler!r} must be 'tpe' or 'random'")
         self.direction = direction
         self.distributions = {name: distribution(s) for name, s in space.items()}
-        self._study = optuna.create_study(direction=direction, sampler=chosen)
+        self._study = optuna.create_study(direction=cast(Any, direction), sampler=chosen)
 
     def ask(self, n: int = 1) -> list[TrialParams]:
         """``n`` new trials' parameters (told later with :meth:`tell`)."""
@@ -127,4 +127,4 @@ class Search:
         if not done:
             return None
         pick = max if self.direction == "maximize" else min
-        return pick(done, key=lambda t: t.value)
+        return pick(done, key=lambda t: float(t.value or 0.0))

@@ -321,7 +321,8 @@ def _lineage(
         "split": {"shares": dict(shares), "id_column": id_column},
         "params": None if best is None else dict(best.params),
         "metrics": None if best is None else dict(best.metrics),
-        "code_versions": {spec.name: spec.code_version, **{m.name: m.code_version for m in metrics}},
+        "code_versions": {spec.name: spec.code_version,
+                          **{m.name: m.code_version for m in metrics}},
         "run_id": run_id, "seed": seed, "trial": None if best is None else best.number,
         "packages": packages,
     }  # fmt: skip

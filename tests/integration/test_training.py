@@ -1,0 +1,131 @@
+"""Training with a search whose trials are units of work: a real scikit-learn model on
+scikit-learn's bundled breast-cancer table, on two worker processes, on both ledgers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from conveyor.ml.artifacts import ArtifactStore
+from conveyor.ml.training import Trial, train
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+sys.path.insert(0, str(RESOURCES))
+import trained  # noqa: E402
+
+pytestmark = pytest.mark.slow
+Peek = Callable[[str, str], list[tuple[Any, ...]]]
+RAN = "SELECT count(*) FROM units WHERE step = 'trial' AND started_at IS NOT NULL"
+
+
+@pytest.fixture
+def no_failures() -> Iterator[None]:
+    os.environ.pop("CONVEYOR_TEST_FIT_FAILS", None)
+    yield
+
+
+def test_trials_run_once_and_more_trials_run_only_the_new_ones(
+    store_location: str, tmp_path: Path, peek: Peek, no_failures: None
+) -> None:
+    table = trained.table()
+    art = tmp_path / "artifacts"
+    first = train(trained.pipe, None, table, store=store_location, artifacts=art, workers=2)
+    assert len(first.trials) == 8 and first.computed == 8 and first.failed == 0
+    assert first.best is not None and first.best.value is not None and first.best.value > 0.95
+    assert set(first.best.metrics) == {"roc_auc", "accuracy"}
+    assert peek(store_location, RAN) == [(8,)]
+    model = cloudpickle.loads(ArtifactStore(art).get_bytes(first.artifact or ""))
+    assert model.predict(table.drop(columns="target")).shape == (len(table),)
+    lineage = first.lineage
+    assert lineage["data_version"] == first.data_version and lineage["run_id"] == first.run_id
+    assert lineage["params"] == dict(first.best.params)
+    assert set(lineage["code_versions"]) == {"logistic", "roc_auc", "accuracy"}
+    assert "scikit-learn" in lineage["packages"]
+
+    again = train(trained.pipe, None, table, store=store_location, artifacts=art, workers=2)
+    assert again.computed == 0 and again.best is not None
+    assert (again.best.params, again.best.value) == (first.best.params, first.best.value)
+    assert peek(store_location, RAN) == [(8,)]  # no trial ran again
+
+    more = train(trained.pipe, None, table, store=store_location, artifacts=art, workers=2,
+                 trials=12)  # fmt: skip
+    assert len(more.trials) == 12 and more.computed == 4
+    assert peek(store_location, RAN) == [(12,)]
+    assert [t.number for t in more.trials] == list(range(12))
+
+
+def test_a_fit_that_raises_is_a_failed_trial(store_path: Path, tmp_path: Path, peek: Peek) -> None:
+    os.environ["CONVEYOR_TEST_FIT_FAILS"] = "1"  # inherited by the forked workers
+    try:
+        result = train(trained.pipe, None, trained.table(), store=store_path,
+                       artifacts=tmp_path / "a", workers=2, trials=8, seed=5)  # fmt: skip
+    finally:
+        del os.environ["CONVEYOR_TEST_FIT_FAILS"]
+    failed = [t for t in result.trials if t.value is None]
+    assert failed and len(result.trials) == 8
+    assert all(t.params["intercept"] is False for t in failed)
+    assert all("no intercept today" in (t.error or "") for t in failed)
+    assert result.best is not None and result.best.params["intercept"] is True
+    dead = peek(str(store_path), "SELECT count(*) FROM units WHERE state = 'dead'")
+    assert dead == [(len(failed),)]
+
+
+def test_an_interrupted_study_reruns_none_of_its_finished_trials(
+    store_path: Path, tmp_path: Path, peek: Peek, no_failures: None
+) -> None:
+    seen: list[Trial] = []
+
+    def stop_after_three(trial: Trial) -> None:
+        seen.append(trial)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    kwargs: dict[str, Any] = {"store": store_path, "artifacts": tmp_path / "a", "workers": 2}
+    with pytest.raises(KeyboardInterrupt):
+        train(trained.pipe, None, trained.table(), on_trial=stop_after_three, **kwargs)
+    ran = peek(str(store_path), RAN)[0][0]
+    assert 3 <= ran < 8
+    resumed = train(trained.pipe, None, trained.table(), **kwargs)
+    assert len(resumed.trials) == 8 and resumed.computed == 8 - ran
+    assert peek(str(store_path), RAN) == [(8,)]
+
+
+KILLED = """
+import os, signal, sys
+sys.path.insert(0, {resources!r})
+import trained
+from conveyor.ml.training import train
+done = []
+def kill(trial):
+    done.append(trial)
+    if len(done) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+train(trained.pipe, None, trained.table(), store={store!r}, artifacts={art!r}, workers=2,
+      on_trial=kill)
+"""
+
+
+def test_a_killed_study_is_adopted_and_continued(
+    store_path: Path, tmp_path: Path, peek: Peek, no_failures: None
+) -> None:
+    art = str(tmp_path / "a")
+    code = KILLED.format(resources=str(RESOURCES), store=str(store_path), art=art)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    killed = subprocess.run([sys.executable, "-c", code], env=env, timeout=120, check=False)
+    assert killed.returncode == -9
+    ran = peek(str(store_path), "SELECT count(*) FROM units WHERE step = 'trial' "
+               "AND state = 'done'")[0][0]  # fmt: skip
+    assert ran >= 3
+    resumed = train(trained.pipe, None, trained.table(), store=store_path, artifacts=art,
+                    workers=2)  # fmt: skip
+    assert len(resumed.trials) == 8 and resumed.failed == 0
+    assert resumed.computed <= 8 - ran  # finished trials are not rerun
+    runs = peek(str(store_path), "SELECT count(*) FROM runs")
+    assert runs == [(1,)]  # the killed run was adopted, not replaced
