@@ -168,8 +168,12 @@ class Pipeline(ModelsMixin):
         return self._graph
 
     def validate(self) -> Pipeline:
-        """Check the whole definition now (unknown names, cycles) and return the pipeline."""
-        _ = self.graph
+        """Check the whole definition now (unknown names, cycles) and return the pipeline. A
+        pipeline of models alone (no steps) has no graph: its models and metrics are checked."""
+        if self.steps or not self.models:
+            _ = self.graph
+        else:
+            check_models(self.models, self.metrics)
         return self
 
     def stream(

@@ -60,6 +60,7 @@ class TrainingResult:
     """The outcome of :func:`train`: every trial, the best, its saved model and lineage."""
 
     model: str
+    metric: str
     run_id: str
     data_version: str
     direction: str
@@ -202,8 +203,9 @@ def train(
     if best is not None:
         store_art.put_bytes(json.dumps(lineage, sort_keys=True, default=str).encode())
     return TrainingResult(
-        model=spec.name, run_id=run_id, data_version=version, direction=spec.direction,
-        trials=done, best=best, artifact=None if best is None else best.model, lineage=lineage,
+        model=spec.name, metric=spec.metric, run_id=run_id, data_version=version,
+        direction=spec.direction, trials=done, best=best,
+        artifact=None if best is None else best.model, lineage=lineage,
     )  # fmt: skip
 
 

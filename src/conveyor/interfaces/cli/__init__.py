@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from conveyor.interfaces.cli import alarms, dlq, ledger, run, serve
+from conveyor.interfaces.cli import alarms, dlq, ledger, run, serve, train
 from conveyor.interfaces.cli.app import app, main
 
 for command in (run.run, serve.watch, serve.serve, serve.dashboard, run.resume, run.worker,
                 run.redrive, ledger.status, ledger.results, ledger.runs, ledger.check,
-                dlq.errors, alarms.alarms):  # fmt: skip
+                dlq.errors, alarms.alarms, train.train):  # fmt: skip
     app.command()(command)
 app.add_typer(dlq.dlq, name="dlq")
 
