@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,8 @@ RAN = "SELECT count(*) FROM units WHERE step = 'trial' AND started_at IS NOT NUL
 
 
 @pytest.fixture
-def no_failures() -> Iterator[None]:
-    os.environ.pop("CONVEYOR_TEST_FIT_FAILS", None)
-    yield
+def no_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVEYOR_TEST_FIT_FAILS", raising=False)
 
 
 def test_trials_run_once_and_more_trials_run_only_the_new_ones(
@@ -61,13 +60,12 @@ def test_trials_run_once_and_more_trials_run_only_the_new_ones(
     assert [t.number for t in more.trials] == list(range(12))
 
 
-def test_a_fit_that_raises_is_a_failed_trial(store_path: Path, tmp_path: Path, peek: Peek) -> None:
-    os.environ["CONVEYOR_TEST_FIT_FAILS"] = "1"  # inherited by the forked workers
-    try:
-        result = train(trained.pipe, None, trained.table(), store=store_path,
-                       artifacts=tmp_path / "a", workers=2, trials=8, seed=5)  # fmt: skip
-    finally:
-        del os.environ["CONVEYOR_TEST_FIT_FAILS"]
+def test_a_fit_that_raises_is_a_failed_trial(
+    store_path: Path, tmp_path: Path, peek: Peek, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_TEST_FIT_FAILS", "1")  # inherited by the forked workers
+    result = train(trained.pipe, None, trained.table(), store=store_path,
+                   artifacts=tmp_path / "a", workers=2, trials=8, seed=5)  # fmt: skip
     failed = [t for t in result.trials if t.value is None]
     assert failed and len(result.trials) == 8
     assert all(t.params["intercept"] is False for t in failed)
