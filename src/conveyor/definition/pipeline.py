@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from conveyor.definition.alarms import AlarmRule, check_steps
 from conveyor.definition.alarms import rules as alarm_rules
+from conveyor.definition.datasets import DatasetSpec, dataset_checks, dataset_parameters
 from conveyor.definition.graph import Graph, build_graph
 from conveyor.definition.step import (
     RESERVED,
@@ -54,6 +55,8 @@ class Pipeline:
         self.alarms = alarm_rules(alarms, f"Pipeline({name!r}, alarms=...)")
         self.steps: dict[str, Step] = {}
         self.resources: dict[str, Resource] = {}
+        #: The pipeline's datasets (``@pipe.dataset``), by name.
+        self.datasets: dict[str, DatasetSpec] = {}
         self._graph: Graph | None = None
 
     def __repr__(self) -> str:
@@ -92,6 +95,37 @@ class Pipeline:
         if fn is None:
             return self._add_resource
         return self._add_resource(fn)
+
+    @overload
+    def dataset(self, fn: F, /) -> F: ...
+
+    @overload
+    def dataset(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
+
+    def dataset(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
+        """Register a dataset: a function of no parameters returning a pandas DataFrame or a
+        pyarrow Table, versioned by its content; every version must pass ``checks``
+        (``cv.checks.no_nulls()``, ..., or a Pandera schema)."""
+        if fn is not None:
+            return self._add_dataset(fn, ())
+        unknown = sorted(set(options) - {"checks"})
+        if unknown:
+            raise DefinitionError(
+                f"@pipe.dataset: unknown option {unknown[0]!r}; the one option is checks=[...]"
+            )
+
+        def decorate(fn: F) -> F:
+            return self._add_dataset(fn, options.get("checks", ()))
+
+        return decorate
+
+    def _add_dataset(self, fn: F, checks: Iterable[object]) -> F:
+        name = self._check_function("dataset", fn)
+        dataset_parameters(name, fn)
+        self.datasets[name] = DatasetSpec(
+            name=name, fn=fn, checks=dataset_checks(name, checks), code_version=code_version(fn)
+        )
+        return fn
 
     def _add_step(self, fn: F, options: dict[str, Any]) -> F:
         name = self._check_function("step", fn)
@@ -143,8 +177,14 @@ class Pipeline:
                 f"{kind} {name!r}: the name {name!r} is reserved ({', '.join(sorted(RESERVED))}); "
                 f"rename the function"
             )
-        if name in self.steps or name in self.resources:
-            other = "step" if name in self.steps else "resource"
+        if name in self.steps or name in self.resources or name in self.datasets:
+            other = (
+                "step"
+                if name in self.steps
+                else "resource"
+                if name in self.resources
+                else "dataset"
+            )
             raise DefinitionError(
                 f"{kind} {name!r} is defined twice (already a {other} in pipeline "
                 f"{self.name!r}); rename one of the functions"
@@ -161,8 +201,10 @@ class Pipeline:
         return self._graph
 
     def validate(self) -> Pipeline:
-        """Check the whole definition now (unknown names, cycles) and return the pipeline."""
-        _ = self.graph
+        """Check the whole definition now (unknown names, cycles) and return the pipeline; a
+        pipeline of datasets alone has no graph to check."""
+        if self.steps or not self.datasets:
+            _ = self.graph
         return self
 
     def stream(
