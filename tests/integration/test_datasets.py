@@ -45,7 +45,7 @@ def test_versions_are_recorded_once_and_the_latest_built_comes_first(ledger: Sto
 
 
 def test_unknown_and_ambiguous_versions_are_clear_errors(ledger: Store) -> None:
-    with pytest.raises(DatasetNotFound, match="no dataset 'weather'.*conveyor datasets build"):
+    with pytest.raises(DatasetNotFound, match=r"no dataset 'weather'.*conveyor datasets build"):
         ledger.get_dataset("weather")
     record(ledger, "ab11" + "0" * 60)
     record(ledger, "ab22" + "0" * 60)
@@ -80,7 +80,7 @@ def test_a_build_is_versioned_stored_once_and_compared(ledger: Store, tmp_path: 
     frame["now"] = pd.DataFrame({"day": [1, 2], "t": [1.0, 2.0], "wind": ["n", "s"]})
     second = build_dataset(pipe, "weather", ledger, artifacts)
     assert second.previous == first.version
-    assert [(c.kind, c.column) for c in second.changes][0] == ("added", "wind")
+    assert (second.changes[0].kind, second.changes[0].column) == ("added", "wind")
     stored = ledger.get_dataset("weather")
     assert stored["version"] == second.version and stored["changes"][0]["kind"] == "added"
     assert artifacts.open_table(second.version).num_rows == 2

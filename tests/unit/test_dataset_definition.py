@@ -60,7 +60,7 @@ def test_a_pandera_schema_is_a_check() -> None:
 )
 def test_a_check_that_is_not_a_check_is_refused(checks: object, expected: str) -> None:
     pipe = cv.Pipeline("p")
-    with pytest.raises(DefinitionError, match="use cv.checks|e.g. checks=") as info:
+    with pytest.raises(DefinitionError, match=r"use cv\.checks|e\.g\. checks=") as info:
 
         @pipe.dataset(checks=checks)
         def weather() -> pd.DataFrame: ...
@@ -86,7 +86,7 @@ def test_a_dataset_name_may_not_clash_with_a_step_or_resource() -> None:
     def text(item: cv.Item) -> str:
         return "x"
 
-    with pytest.raises(DefinitionError, match="dataset 'text' is defined twice .*already a step"):
+    with pytest.raises(DefinitionError, match=r"dataset 'text' is defined twice .*already a step"):
 
         @pipe.dataset
         def text() -> pd.DataFrame: ...  # type: ignore[no-redef]
@@ -94,7 +94,7 @@ def test_a_dataset_name_may_not_clash_with_a_step_or_resource() -> None:
     @pipe.dataset
     def rows() -> pd.DataFrame: ...
 
-    with pytest.raises(DefinitionError, match="step 'rows' is defined twice .*already a dataset"):
+    with pytest.raises(DefinitionError, match=r"step 'rows' is defined twice .*already a dataset"):
 
         @pipe.step
         def rows(item: cv.Item) -> int:  # type: ignore[no-redef]
