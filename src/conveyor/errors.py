@@ -63,3 +63,22 @@ class StepError(ConveyorError):
 
 class WorkerLost(ConveyorError):
     """The worker process running a unit died (killed, out of memory, crashed)."""
+
+
+class DataCheckFailed(ConveyorError):
+    """A dataset failed its checks; the message is the report (check, column, failing rows)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str | None = None, *, dataset: str | None = None,
+                 version: str | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        #: The dataset and the version (recorded with its report) that failed.
+        self.dataset = dataset
+        self.version = version
+
+
+class DatasetNotFound(StoreError):
+    """No such dataset, or no such version of it, in the ledger."""
+
+    exit_code = 2

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from conveyor.definition.alarms import AlarmRule, check_steps
 from conveyor.definition.alarms import rules as alarm_rules
+from conveyor.definition.datasets import DatasetSpec, dataset_checks, dataset_parameters
 from conveyor.definition.graph import Graph, build_graph
 from conveyor.definition.models import MetricSpec, ModelsMixin, ModelSpec, check_models
 from conveyor.definition.step import (
@@ -58,6 +59,8 @@ class Pipeline(ModelsMixin):
         self.resources: dict[str, Resource] = {}
         self.models: dict[str, ModelSpec] = {}
         self.metrics: dict[str, MetricSpec] = {}
+        #: The pipeline's datasets (``@pipe.dataset``), by name.
+        self.datasets: dict[str, DatasetSpec] = {}
         self._graph: Graph | None = None
 
     def __repr__(self) -> str:
@@ -96,6 +99,37 @@ class Pipeline(ModelsMixin):
         if fn is None:
             return self._add_resource
         return self._add_resource(fn)
+
+    @overload
+    def dataset(self, fn: F, /) -> F: ...
+
+    @overload
+    def dataset(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
+
+    def dataset(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
+        """Register a dataset: a function of no parameters returning a pandas DataFrame or a
+        pyarrow Table, versioned by its content; every version must pass ``checks``
+        (``cv.checks.no_nulls()``, ..., or a Pandera schema)."""
+        if fn is not None:
+            return self._add_dataset(fn, ())
+        unknown = sorted(set(options) - {"checks"})
+        if unknown:
+            raise DefinitionError(
+                f"@pipe.dataset: unknown option {unknown[0]!r}; the one option is checks=[...]"
+            )
+
+        def decorate(fn: F) -> F:
+            return self._add_dataset(fn, options.get("checks", ()))
+
+        return decorate
+
+    def _add_dataset(self, fn: F, checks: Iterable[object]) -> F:
+        name = self._check_function("dataset", fn)
+        dataset_parameters(name, fn)
+        self.datasets[name] = DatasetSpec(
+            name=name, fn=fn, checks=dataset_checks(name, checks), code_version=code_version(fn)
+        )
+        return fn
 
     def _add_step(self, fn: F, options: dict[str, Any]) -> F:
         name = self._check_function("step", fn)
@@ -147,10 +181,14 @@ class Pipeline(ModelsMixin):
                 f"{kind} {name!r}: the name {name!r} is reserved ({', '.join(sorted(RESERVED))}); "
                 f"rename the function"
             )
-        if name in self.steps or name in self.resources or name in self.models:
-            other = (
-                "step" if name in self.steps else "resource" if name in self.resources else "model"
-            )
+        taken = {
+            **dict.fromkeys(self.steps, "step"),
+            **dict.fromkeys(self.resources, "resource"),
+            **dict.fromkeys(self.models, "model"),
+            **dict.fromkeys(self.datasets, "dataset"),
+        }
+        if name in taken:
+            other = taken[name]
             raise DefinitionError(
                 f"{kind} {name!r} is defined twice (already a {other} in pipeline "
                 f"{self.name!r}); rename one of the functions"
@@ -169,8 +207,9 @@ class Pipeline(ModelsMixin):
 
     def validate(self) -> Pipeline:
         """Check the whole definition now (unknown names, cycles) and return the pipeline. A
-        pipeline of models alone (no steps) has no graph: its models and metrics are checked."""
-        if self.steps or not self.models:
+        pipeline of models or datasets alone (no steps) has no graph: its models and metrics
+        are checked."""
+        if self.steps or not (self.models or self.datasets):
             _ = self.graph
         else:
             check_models(self.models, self.metrics)

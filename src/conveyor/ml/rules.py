@@ -67,8 +67,8 @@ class Check:
 
 
 def _row(df: pd.DataFrame, position: int, columns: Sequence[str]) -> dict[str, Any]:
-    record = df.iloc[position]
-    return {str(c): jsonable(record[c]) for c in columns}
+    # column by column: a row read across columns takes one dtype (ints would show as floats)
+    return {str(c): jsonable(df[c].iloc[position]) for c in columns}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import abc
 
 from conveyor.store.protocols import (
     AlarmLog,
+    DatasetLedger,
     DeadLetters,
     ItemLedger,
     Reports,
@@ -20,10 +21,12 @@ UnitRow = NewUnit
 __all__ = ["Done", "Failed", "NewItem", "NewUnit", "Store", "UnitReset", "UnitRow"]
 
 
-class Store(RunLedger, ItemLedger, UnitQueue, DeadLetters, Reports, AlarmLog, abc.ABC):
+class Store(
+    RunLedger, ItemLedger, UnitQueue, DeadLetters, Reports, AlarmLog, DatasetLedger, abc.ABC
+):
     """A durable ledger of runs, items, units of work, attempts and results: every concern of
-    :mod:`conveyor.store.protocols` (the registry and datasets join as protocols of their
-    own)."""
+    :mod:`conveyor.store.protocols`, datasets included (the registry joins as a protocol
+    of its own)."""
 
     #: Where the ledger is, for messages and for opening it again (:func:`open_store`).
     location: str

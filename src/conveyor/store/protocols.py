@@ -5,16 +5,16 @@ what every backend implements.
 
 The protocols are structural (anything with these methods fits) and their methods abstract
 (a backend that derives from ``Store`` and misses one cannot be built). The concerns still to
-come join here the same way, each a protocol of its own that ``Store`` then derives from: the
-model registry (``ModelRegistry``: versions, stages, promotions) and datasets (``Datasets``:
-snapshots, splits, their fingerprints). A new method goes into the protocol of its concern;
+come join here the same way, each a protocol of its own that ``Store`` then derives from, as
+datasets did (:class:`DatasetLedger`): the model registry (``ModelRegistry``: versions,
+aliases, promotions). A new method goes into the protocol of its concern;
 a test checks that every method of ``Store`` belongs to exactly one.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from conveyor.core.units import (
@@ -30,6 +30,7 @@ from conveyor.core.units import (
 from conveyor.store.rows import (
     AlarmRecord,
     CarriedItem,
+    DatasetRecord,
     DeadUnit,
     Done,
     ErrorGroup,
@@ -310,3 +311,39 @@ class AlarmLog(Protocol):
     @abc.abstractmethod
     def alarms(self, run_id: str) -> list[AlarmRecord]:
         """The run's alarms, the latest change first."""
+
+
+class DatasetLedger(Protocol):
+    """Dataset versions: each content fingerprint recorded once, with its profile and checks."""
+
+    @abc.abstractmethod
+    def record_dataset(
+        self,
+        *,
+        name: str,
+        version: str,
+        pipeline: str,
+        code_version: str,
+        rows: int,
+        columns: int,
+        schema: Mapping[str, str],
+        profile: Mapping[str, Any],
+        report: Mapping[str, Any],
+        changes: Sequence[Mapping[str, Any]],
+        artifact: str,
+    ) -> bool:
+        """Record a version of dataset ``name``; True if it is new. A version recorded before
+        is not stored again: it becomes the latest, with this build's check report."""
+
+    @abc.abstractmethod
+    def dataset_versions(self, name: str) -> list[DatasetRecord]:
+        """The versions of dataset ``name``, the latest built first (empty if none)."""
+
+    @abc.abstractmethod
+    def get_dataset(self, name: str, version: str | None = None) -> DatasetRecord:
+        """A version of dataset ``name`` (the latest by default; a prefix of a version is
+        enough); DatasetNotFound if there is none, UsageError if the prefix is ambiguous."""
+
+    @abc.abstractmethod
+    def dataset_names(self) -> list[str]:
+        """The names of the datasets with recorded versions, in order."""

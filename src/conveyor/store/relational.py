@@ -26,13 +26,14 @@ from conveyor.core.units import (
 from conveyor.errors import RunNotFound, WorkerLost
 from conveyor.store.base import Store
 from conveyor.store.dialect import Cursor, Params
+from conveyor.store.relational_datasets import RelationalDatasets
 from conveyor.store.relational_reports import METRIC_BUCKETS, RelationalReports
 from conveyor.store.rows import CarriedItem, Done, Failed, ItemUnit, NewItem, NewUnit
 
 __all__ = ["METRIC_BUCKETS", "Cursor", "Params", "RelationalStore"]
 
 
-class RelationalStore(RelationalReports, Store):
+class RelationalStore(RelationalReports, RelationalDatasets, Store):
     """A ledger in a SQL database; subclasses bind it to a dialect and a connection."""
 
     @abc.abstractmethod

@@ -11,7 +11,7 @@ beyond the ledger too (:class:`~conveyor.core.units.Claim`, ``ItemRow``, ``RunIn
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from conveyor.core.units import Claim, ErrorInfo, Outcome, UnitState
 
@@ -201,3 +201,26 @@ class AlarmRecord(TypedDict):
     threshold: float
     message: str
     changed_at: float
+
+
+# -- datasets -----------------------------------------------------------------------------------
+
+
+class DatasetRecord(TypedDict):
+    """A recorded version of a dataset: its fingerprint, shape, schema (column -> logical
+    type), profile, check report and changes since the version before it (as the ML layer's
+    ``to_dict`` wrote them), and where its Parquet copy lies."""
+
+    name: str
+    version: str
+    pipeline: str
+    code_version: str
+    created_at: float
+    seen_at: float
+    rows: int
+    columns: int
+    schema: dict[str, str]
+    profile: dict[str, Any]
+    report: dict[str, Any]
+    changes: list[dict[str, Any]]
+    artifact: str

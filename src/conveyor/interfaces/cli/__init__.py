@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from conveyor.interfaces.cli import alarms, dlq, ledger, run, serve, train
+from conveyor.interfaces.cli import alarms, datasets, dlq, ledger, run, serve, train
 from conveyor.interfaces.cli.app import app, main
 
 for command in (run.run, serve.watch, serve.serve, serve.dashboard, run.resume, run.worker,
@@ -11,5 +11,6 @@ for command in (run.run, serve.watch, serve.serve, serve.dashboard, run.resume, 
                 dlq.errors, alarms.alarms, train.train):  # fmt: skip
     app.command()(command)
 app.add_typer(dlq.dlq, name="dlq")
+app.add_typer(datasets.datasets, name="datasets")
 
 __all__ = ["app", "main"]

@@ -472,3 +472,32 @@ ORDER BY step, bucket;
 SELECT run_id, state, count(*) FROM units
 WHERE run_id = ANY(ARRAY(SELECT json_array_elements_text(%(ids)s::json)))
 GROUP BY run_id, state;
+
+-- name: dataset_version_exists
+SELECT count(*) FROM datasets WHERE name = %(name)s AND version = %(version)s;
+
+-- name: insert_dataset
+INSERT INTO datasets (name, version, pipeline, code_version, created_at, seen_at, row_count,
+                      column_count, schema_json, profile_json, report_json, changes_json, artifact)
+VALUES (%(name)s, %(version)s, %(pipeline)s, %(code_version)s, %(now)s, %(now)s, %(rows)s,
+        %(columns)s, %(schema)s, %(profile)s, %(report)s, %(changes)s, %(artifact)s);
+
+-- name: touch_dataset
+-- A version built again: the data is the same, the checks (and so the report) may not be.
+UPDATE datasets SET seen_at = %(now)s, report_json = %(report)s, pipeline = %(pipeline)s,
+                    code_version = %(code_version)s
+WHERE name = %(name)s AND version = %(version)s;
+
+-- name: dataset_versions
+SELECT name, version, pipeline, code_version, created_at, seen_at, row_count, column_count,
+       schema_json, profile_json, report_json, changes_json, artifact
+FROM datasets WHERE name = %(name)s ORDER BY seen_at DESC, created_at DESC;
+
+-- name: dataset_by_prefix
+SELECT name, version, pipeline, code_version, created_at, seen_at, row_count, column_count,
+       schema_json, profile_json, report_json, changes_json, artifact
+FROM datasets WHERE name = %(name)s AND left(version, length(%(prefix)s::text)) = %(prefix)s::text
+ORDER BY seen_at DESC LIMIT 2;
+
+-- name: dataset_names
+SELECT name FROM datasets GROUP BY name ORDER BY name;

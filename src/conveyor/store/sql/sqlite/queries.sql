@@ -404,3 +404,32 @@ ORDER BY step, bucket;
 SELECT run_id, state, count(*) FROM units
 WHERE run_id IN (SELECT value FROM json_each(:ids))
 GROUP BY run_id, state;
+
+-- name: dataset_version_exists
+SELECT count(*) FROM datasets WHERE name = :name AND version = :version;
+
+-- name: insert_dataset
+INSERT INTO datasets (name, version, pipeline, code_version, created_at, seen_at, row_count,
+                      column_count, schema_json, profile_json, report_json, changes_json, artifact)
+VALUES (:name, :version, :pipeline, :code_version, :now, :now, :rows, :columns, :schema,
+        :profile, :report, :changes, :artifact);
+
+-- name: touch_dataset
+-- A version built again: the data is the same, the checks (and so the report) may not be.
+UPDATE datasets SET seen_at = :now, report_json = :report, pipeline = :pipeline,
+                    code_version = :code_version
+WHERE name = :name AND version = :version;
+
+-- name: dataset_versions
+SELECT name, version, pipeline, code_version, created_at, seen_at, row_count, column_count,
+       schema_json, profile_json, report_json, changes_json, artifact
+FROM datasets WHERE name = :name ORDER BY seen_at DESC, created_at DESC;
+
+-- name: dataset_by_prefix
+SELECT name, version, pipeline, code_version, created_at, seen_at, row_count, column_count,
+       schema_json, profile_json, report_json, changes_json, artifact
+FROM datasets WHERE name = :name AND substr(version, 1, length(:prefix)) = :prefix
+ORDER BY seen_at DESC LIMIT 2;
+
+-- name: dataset_names
+SELECT name FROM datasets GROUP BY name ORDER BY name;

@@ -1,0 +1,161 @@
+"""The tables ``conveyor datasets`` prints: versions, a version's schema and statistics, its
+checks, and what changed between two versions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.store.rows import DatasetRecord
+
+
+def _table(*columns: str, right: Iterable[str] = ()) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    numbers = set(right)
+    for name in columns:
+        table.add_column(name, justify="right" if name in numbers else "left", no_wrap=True)
+    return table
+
+
+def when(stamp: float) -> str:
+    """A time stamp for people, to the second, in local time."""
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def value(v: Any, digits: int = 4) -> str:
+    """A statistic in a cell: numbers to a few significant digits, '-' for none."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return escape(str(v))
+
+
+def checks_status(report: Mapping[str, Any]) -> str:
+    """``ok``, or how many errors and warnings the report holds."""
+    failures = report.get("failures", [])
+    errors = sum(f["severity"] == "error" for f in failures)
+    warnings = len(failures) - errors
+    if not failures:
+        return f"ok ({report.get('checks', 0)})"
+    return f"{errors} failed, {warnings} warned"
+
+
+def versions_table(records: Sequence[DatasetRecord]) -> Table:
+    """One row per version (or per dataset's latest version), the latest built first."""
+    table = _table(
+        "dataset",
+        "version",
+        "rows",
+        "columns",
+        "checks",
+        "changes",
+        "built",
+        right=("rows", "columns", "changes"),
+    )
+    for r in records:
+        table.add_row(
+            escape(r["name"]),
+            r["version"][:12],
+            f"{r['rows']:,}",
+            str(r["columns"]),
+            checks_status(r["report"]),
+            str(len(r["changes"])),
+            when(r["seen_at"]),
+        )
+    return table
+
+
+def columns_table(profile: Mapping[str, Any]) -> Table:
+    """The schema and per-column statistics of a version's profile."""
+    table = _table(
+        "column",
+        "type",
+        "count",
+        "nulls",
+        "distinct",
+        "min",
+        "max",
+        "mean",
+        "std",
+        "p50",
+        "top",
+        right=("count", "nulls", "distinct", "min", "max", "mean", "std", "p50"),
+    )
+    for c in profile.get("columns", []):
+        top = ", ".join(f"{value(v)} ({n})" for v, n in c.get("top", [])[:3])
+        table.add_row(
+            escape(c["name"]),
+            c["type"],
+            f"{c['count']:,}",
+            f"{c['nulls']:,}",
+            value(c.get("distinct")),
+            value(c.get("min")),
+            value(c.get("max")),
+            value(c.get("mean")),
+            value(c.get("std")),
+            value((c.get("quantiles") or {}).get("p50")),
+            top,
+        )
+    return table
+
+
+def checks_table(report: Mapping[str, Any]) -> Table:
+    """One row per failed check and column: severity, failing rows, their share, an example."""
+    table = _table(
+        "severity", "check", "column", "failing", "share", "message", right=("failing", "share")
+    )
+    for f in report.get("failures", []):
+        share = "-" if f.get("share") is None else f"{f['share']:.2%}"
+        failing = "-" if f.get("failing") is None else f"{f['failing']:,}"
+        table.add_row(
+            f["severity"].upper(),
+            escape(f["check"]),
+            escape(f["column"] or "-"),
+            failing,
+            share,
+            escape(f["message"]),
+        )
+    return table
+
+
+def changes_table(changes: Sequence[Mapping[str, Any]]) -> Table:
+    """One row per change: a column added, removed or retyped, or a distribution that moved."""
+    table = _table("change", "column", "before", "after", "score", "message", right=("score",))
+    for c in changes:
+        table.add_row(
+            c["kind"],
+            escape(c["column"]),
+            c.get("before") or "-",
+            c.get("after") or "-",
+            value(c.get("score"), 3),
+            escape(c["message"]),
+        )
+    return table
+
+
+def moves_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> Table:
+    """The columns both versions have, their nulls and mean (or distinct values) before and
+    after: how the distributions moved."""
+    table = _table("column", "type", "nulls", "mean / distinct", "p50", right=("nulls",))
+    old = {c["name"]: c for c in before.get("columns", [])}
+    for c in after.get("columns", []):
+        o = old.get(c["name"])
+        if o is None:
+            continue
+        numeric = c.get("mean") is not None or o.get("mean") is not None
+        key = "mean" if numeric else "distinct"
+        p50 = [(x.get("quantiles") or {}).get("p50") for x in (o, c)]
+        table.add_row(
+            escape(c["name"]),
+            c["type"],
+            f"{o['nulls']} → {c['nulls']}",
+            f"{value(o.get(key))} → {value(c.get(key))}",
+            f"{value(p50[0])} → {value(p50[1])}" if numeric else "-",
+        )
+    return table
