@@ -36,8 +36,10 @@ def factor() -> int:
 @pipe.step
 def work(item: cv.Item) -> int:
     time.sleep(0.05)
+    import ray  # the node each execution ran on, so the test removes a node that is working
+    node = ray.get_runtime_context().get_node_id()
     with LOG.open("a") as fh:
-        fh.write(f"work {item.id}\\n")
+        fh.write(f"work {item.id} {node}\\n")
     return int(item["value"])
 
 @pipe.step
@@ -97,6 +99,19 @@ def wait_for(db_path: Path, done: int, process: subprocess.Popen[str]) -> None:
         time.sleep(0.05)
 
 
+def wait_busy(log: Path, node_id: str, process: subprocess.Popen[str]) -> None:
+    """Until one of the last few executions ran on ``node_id``: a node that has just been
+    running work (under load, Ray may start a node's worker process late)."""
+    deadline = time.monotonic() + 90
+    while True:
+        recent = log.read_text().splitlines()[-4:] if log.exists() else []
+        if any(line.split()[-1] == node_id for line in recent):
+            return
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"node {node_id} ran no work for 90s"
+        time.sleep(0.02)
+
+
 def test_a_node_lost_and_a_coordinator_killed_lose_and_duplicate_nothing(
     cluster: Any, tmp_path: Path
 ) -> None:
@@ -114,6 +129,7 @@ def test_a_node_lost_and_a_coordinator_killed_lose_and_duplicate_nothing(
     )  # fmt: skip
     try:
         wait_for(store, ITEMS // 4, run)
+        wait_busy(tmp_path / "executions.log", worker.node_id, run)
         cluster.remove_node(worker)  # its raylet and workers die mid-task
         wait_for(store, ITEMS, run)
         run.send_signal(signal.SIGKILL)
