@@ -31,6 +31,8 @@ from conveyor.sources.item import Item, ItemKind
 
 if TYPE_CHECKING:
     from conveyor.ml import checks as checks
+    from conveyor.ml.pruning import TrialPruned as TrialPruned
+    from conveyor.ml.pruning import report as report
 
 __version__ = "0.1.0"
 
@@ -48,25 +50,34 @@ __all__ = [
     "RunState",
     "StepError",
     "StoreError",
+    "TrialPruned",
     "UnitState",
     "UsageError",
     "__version__",
     "checks",
+    "report",
     "search",
 ]
 
 #: Public names loaded on first use: ``cv.checks`` needs pandas, which defining a pipeline
-#: should not pay for.
-_LAZY = {"checks": "conveyor.ml.checks"}
+#: should not pay for. A name maps to its module, or to (module, attribute).
+_LAZY: dict[str, str | tuple[str, str]] = {
+    "checks": "conveyor.ml.checks",
+    "report": ("conveyor.ml.pruning", "report"),
+    "TrialPruned": ("conveyor.ml.pruning", "TrialPruned"),
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        module = importlib.import_module(_LAZY[name])
-        globals()[name] = module
-        return module
+        where = _LAZY[name]
+        module_name, attribute = (where, None) if isinstance(where, str) else where
+        module = importlib.import_module(module_name)
+        value = module if attribute is None else getattr(module, attribute)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
 
 

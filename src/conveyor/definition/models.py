@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -25,6 +25,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 DIRECTIONS = ("maximize", "minimize")
 #: The samplers a search can use.
 SAMPLERS = ("tpe", "random")
+#: The pruners a model can name (or pass an Optuna pruner that decides from finished trials).
+PRUNERS = ("median", "percentile")
+_OPTIONS = ("metric", "direction", "search", "trials", "sampler", "retries", "dataset", "pruner")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,11 @@ class ModelSpec:
     sampler: str = "tpe"
     retries: int = 0
     code_version: str = ""
+    #: The ``@pipe.dataset`` it trains on when ``conveyor train`` is given no ``--input``.
+    dataset: str | None = None
+    #: Stops unpromising trials early from what ``cv.report`` tells: None, a name of
+    #: :data:`PRUNERS`, or an Optuna pruner object.
+    pruner: object = None
 
 
 @dataclass(frozen=True)
@@ -65,11 +73,11 @@ def model_spec(fn: Callable[..., Any], options: Mapping[str, Any]) -> ModelSpec:
     """Validate ``@pipe.model(**options)`` on ``fn``."""
     name = _plain_function("model", fn)
     where = f"@pipe.model on {name!r}"
-    unknown = set(options) - {"metric", "direction", "search", "trials", "sampler", "retries"}
+    unknown = set(options) - set(_OPTIONS)
     if unknown:
         raise DefinitionError(
-            f"{where}: unknown option(s) {', '.join(sorted(unknown))}; the options are metric, "
-            f"direction, search, trials, sampler and retries"
+            f"{where}: unknown option(s) {', '.join(sorted(unknown))}; the options are "
+            f"{', '.join(_OPTIONS)}"
         )
     params = {p.name: p for p in function_parameters("model", fn)}
     missing = [p for p in ("train", "params") if p not in params]
@@ -99,11 +107,29 @@ def model_spec(fn: Callable[..., Any], options: Mapping[str, Any]) -> ModelSpec:
     retries = options.get("retries", 0)
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise DefinitionError(f"{where}: retries={retries!r} must be a whole number >= 0")
+    dataset = options.get("dataset")
+    if dataset is not None and (not isinstance(dataset, str) or not dataset):
+        raise DefinitionError(f"{where}: dataset={dataset!r} must name a @pipe.dataset function")
     return ModelSpec(
         name=name, fn=fn, metric=metric, direction=direction,
         search=spaces(where, options.get("search")), trials=trials, sampler=sampler,
-        retries=retries, code_version=code_version(fn),
+        retries=retries, code_version=code_version(fn), dataset=dataset,
+        pruner=_pruner(where, options.get("pruner")),
     )  # fmt: skip
+
+
+def _pruner(where: str, pruner: object) -> object:
+    """``pruner=``: None, a name of :data:`PRUNERS` or an Optuna pruner (known by its module,
+    so that defining a pipeline does not import Optuna)."""
+    if pruner is None or pruner in PRUNERS:
+        return pruner
+    if type(pruner).__module__.startswith("optuna.pruners") and hasattr(pruner, "prune"):
+        return pruner
+    raise DefinitionError(
+        f"{where}: pruner={pruner!r} must be 'median', 'percentile' or an Optuna pruner "
+        f"(e.g. optuna.pruners.MedianPruner(n_warmup_steps=5)); report progress from fit "
+        f"with cv.report(step, value)"
+    )
 
 
 def metric_spec(fn: Callable[..., Any]) -> MetricSpec:
@@ -120,8 +146,21 @@ def metric_spec(fn: Callable[..., Any]) -> MetricSpec:
     return MetricSpec(name=name, fn=fn, model=others[0], code_version=code_version(fn))
 
 
-def check_models(models: Mapping[str, ModelSpec], metrics: Mapping[str, MetricSpec]) -> None:
-    """Each model's ``metric=`` names a metric of that model; each metric names a model."""
+def check_models(
+    models: Mapping[str, ModelSpec],
+    metrics: Mapping[str, MetricSpec],
+    datasets: Iterable[str] | None = None,
+) -> None:
+    """Each model's ``metric=`` names a metric of that model; each metric names a model; a
+    model's ``dataset=`` names one of ``datasets`` (when given)."""
+    known = None if datasets is None else list(datasets)
+    for model in models.values():
+        if known is not None and model.dataset is not None and model.dataset not in known:
+            raise DefinitionError(
+                f"model {model.name!r}: dataset={model.dataset!r} is not a @pipe.dataset "
+                f"(datasets: {', '.join(known) or 'none'}); define "
+                f"'@pipe.dataset def {model.dataset}()' or fix the name"
+            )
     for metric in metrics.values():
         if metric.model not in models:
             raise DefinitionError(
@@ -167,7 +206,8 @@ class ModelsMixin:
         """Register ``fit(train, params) -> model``. Options: ``metric`` (a ``@pipe.metric``),
         ``direction`` (``"maximize"`` or ``"minimize"``), ``search`` (parameter name to
         ``cv.search`` space), ``trials``, ``sampler`` (``"tpe"`` or ``"random"``),
-        ``retries`` (per trial)."""
+        ``retries`` (per trial), ``dataset`` (the ``@pipe.dataset`` it trains on), ``pruner``
+        (``"median"``, ``"percentile"`` or an Optuna pruner, fed by ``cv.report``)."""
 
         def decorate(fn: F) -> F:
             spec = model_spec(fn, options)

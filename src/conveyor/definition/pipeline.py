@@ -201,7 +201,7 @@ class Pipeline(ModelsMixin):
         if self._graph is None:
             graph = build_graph(self.steps, self.resources)
             check_steps(self.alarms, graph.nodes)
-            check_models(self.models, self.metrics)
+            check_models(self.models, self.metrics, self.datasets)
             self._graph = graph
         return self._graph
 
@@ -212,7 +212,7 @@ class Pipeline(ModelsMixin):
         if self.steps or not (self.models or self.datasets):
             _ = self.graph
         else:
-            check_models(self.models, self.metrics)
+            check_models(self.models, self.metrics, self.datasets)
         return self
 
     def stream(

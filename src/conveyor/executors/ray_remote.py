@@ -56,7 +56,7 @@ def ship_by_value(ray: Any, functions: Iterable[Callable[..., Any]]) -> list[Mod
     reference in them (a ``functools.cache`` helper, an enum) then resolves."""
     installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
     sources: dict[str, ModuleSource] = {}
-    for fn in functions:
+    for fn in _referenced(functions):
         module = sys.modules.get(getattr(fn, "__module__", "") or "")
         if module is None or module.__name__ == "__main__":
             continue  # __main__ is pickled by value anyway
@@ -74,6 +74,25 @@ def ship_by_value(ray: Any, functions: Iterable[Callable[..., Any]]) -> list[Mod
         except (OSError, UnicodeDecodeError):
             pass  # no source to ship: the module must be importable on the workers
     return list(sources.values())
+
+
+def _referenced(functions: Iterable[Callable[..., Any]]) -> list[Callable[..., Any]]:
+    """The functions and the user functions they close over: a step made by a factory (a
+    training trial wraps the user's ``fit`` and metrics) needs the modules of those too."""
+    found: list[Callable[..., Any]] = []
+    for fn in functions:
+        found.append(fn)
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue  # an empty cell
+            values = value if isinstance(value, list | tuple) else [value]
+            for each in values:
+                inner = getattr(each, "fn", each)  # a spec holding a user function
+                if isinstance(inner, types.FunctionType):
+                    found.append(inner)
+    return found
 
 
 def _install(sources: list[ModuleSource]) -> None:

@@ -6,7 +6,7 @@ version is recorded with its report; warnings are reported and the build goes on
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,8 @@ class DatasetBuild:
     changes: tuple[Change, ...]
     previous: str | None
     artifact: str
+    #: The table itself, as the dataset function returned it.
+    table: Table | None = field(default=None, repr=False, compare=False)
 
     @property
     def rows(self) -> int:
@@ -81,7 +83,8 @@ def build_dataset(
         changes=[c.to_dict() for c in changes], artifact=artifact,
     )  # fmt: skip
     build = DatasetBuild(name, version, new, current, report, changes,
-                         None if previous is None else previous["version"], artifact)  # fmt: skip
+                         None if previous is None else previous["version"], artifact,
+                         table)  # fmt: skip
     if raise_on_failure and not report.ok:
         raise failed_checks(build)
     return build

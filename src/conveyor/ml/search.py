@@ -25,10 +25,13 @@ class TrialParams:
 
 @dataclass(frozen=True)
 class FinishedTrial:
-    """A trial that ended: its parameters and value (None when it failed)."""
+    """A trial that ended: its parameters and value (None when it failed), the values it
+    reported as it went (``cv.report``), and whether the pruner stopped it."""
 
     params: Mapping[str, Any]
     value: float | None
+    reports: Mapping[int, float] = field(default_factory=dict)
+    pruned: bool = False
 
 
 def distribution(space: Space) -> Any:
@@ -81,11 +84,23 @@ class Search:
             asked.append(TrialParams(trial.number, dict(trial.params), trial))
         return asked
 
-    def tell(self, trial: TrialParams, value: float | None) -> None:
-        """The result of an asked trial: its value, or None when it failed."""
+    def tell(
+        self,
+        trial: TrialParams,
+        value: float | None,
+        *,
+        reports: Mapping[int, float] | None = None,
+        pruned: bool = False,
+    ) -> None:
+        """The result of an asked trial: its value, or None when it failed; the values it
+        reported on the way, and whether it was pruned."""
         from optuna.trial import TrialState
 
-        if value is None or not math.isfinite(value):
+        for step, reported in sorted((reports or {}).items()):
+            trial._trial.report(reported, step)
+        if pruned:
+            self._study.tell(trial._trial, state=TrialState.PRUNED)
+        elif value is None or not math.isfinite(value):
             self._study.tell(trial._trial, state=TrialState.FAIL)
         else:
             self._study.tell(trial._trial, value)
@@ -103,13 +118,17 @@ class Search:
                 for k, v in params.items()
             ):
                 params = {}
-            ok = past.value is not None and math.isfinite(past.value) and params
+            ok = past.value is not None and math.isfinite(past.value) and bool(params)
+            state = TrialState.COMPLETE if ok else TrialState.FAIL
+            if past.pruned and params:
+                state = TrialState.PRUNED
             self._study.add_trial(
                 create_trial(
-                    state=TrialState.COMPLETE if ok else TrialState.FAIL,
-                    value=past.value if ok else None,
+                    state=state,
+                    value=past.value if state == TrialState.COMPLETE else None,
                     params=params,
                     distributions={k: self.distributions[k] for k in params},
+                    intermediate_values={int(k): float(v) for k, v in past.reports.items()},
                 )
             )
             told += 1

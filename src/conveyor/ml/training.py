@@ -26,24 +26,27 @@ from conveyor.definition.pipeline import Pipeline
 from conveyor.errors import DefinitionError, StepError, UsageError
 from conveyor.ml.artifacts import ArtifactStore
 from conveyor.ml.datasets import fingerprint
+from conveyor.ml.pruning import Reporter, TrialPruned, reporting
 from conveyor.ml.search import FinishedTrial, Search, TrialParams
-from conveyor.ml.splits import split
+from conveyor.ml.splits import DEFAULT_SHARES, split, split_by_time
 from conveyor.ml.tables import Table, num_rows
 
 if TYPE_CHECKING:
     from conveyor.scheduling.stream import Stream
 
-#: The shares a training table is split into when none are given.
-TRAINING_SHARES: Mapping[str, float] = {"train": 0.8, "valid": 0.2}
+#: The shares a training table is split into when none are given: the golden split is kept
+#: out of the search, pinned by version for the champion/challenger gate.
+TRAINING_SHARES: Mapping[str, float] = DEFAULT_SHARES
 #: Bumped when what a trial computes changes, so cached trials of older code are not reused.
-TRIAL_FORMAT = "1"
+TRIAL_FORMAT = "2"
 _PACKAGES = ("conveyor", "cloudpickle", "numpy", "optuna", "pandas", "pyarrow", "scikit-learn")
 
 
 @dataclass(frozen=True)
 class Trial:
-    """A finished trial: its number, parameters, value (None when it failed), every metric,
-    the digest of its fitted model, and whether this call computed it."""
+    """A finished trial: its number, parameters, value (None when it failed; the last value
+    reported when it was pruned), every metric, the digest of its fitted model, the values it
+    reported as it went, and whether this call computed it."""
 
     number: int
     params: Mapping[str, Any]
@@ -53,6 +56,40 @@ class Trial:
     error: str | None = None
     computed: bool = False
     seconds: float = 0.0
+    pruned: bool = False
+    reports: Mapping[int, float] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        """``complete``, ``pruned`` or ``failed``."""
+        if self.pruned:
+            return "pruned"
+        return "failed" if self.value is None else "complete"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a search stands, told to ``on_progress`` as trials start and end."""
+
+    total: int
+    done: int
+    running: int
+    failed: int
+    pruned: int
+    best: float | None
+    last: Trial | None = None
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a model trains on: the splits, the whole table's version, where it came from
+    (a dataset and its version, or a file), how it was split, and the pinned golden split."""
+
+    tables: Mapping[str, Table]
+    version: str
+    split: Mapping[str, Any]
+    dataset: str | None = None
+    golden: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +105,8 @@ class TrainingResult:
     best: Trial | None
     artifact: str | None
     lineage: dict[str, Any]
+    #: The digest of the lineage JSON in the artifact store (None when every trial failed).
+    lineage_artifact: str | None = None
 
     @property
     def computed(self) -> int:
@@ -77,17 +116,22 @@ class TrainingResult:
     @property
     def failed(self) -> int:
         """How many trials failed."""
-        return sum(t.value is None for t in self.trials)
+        return sum(t.state == "failed" for t in self.trials)
+
+    @property
+    def pruned(self) -> int:
+        """How many trials the pruner stopped early."""
+        return sum(t.pruned for t in self.trials)
 
     def top(self, n: int = 5) -> list[Trial]:
-        """The ``n`` best finished trials, best first."""
-        done = [t for t in self.trials if t.value is not None]
+        """The ``n`` best complete trials, best first."""
+        done = [t for t in self.trials if t.state == "complete"]
         done.sort(key=lambda t: t.value or 0.0, reverse=self.direction == "maximize")
         return done[:n]
 
 
 def _model(pipeline: Pipeline, model: str | None) -> tuple[ModelSpec, list[MetricSpec]]:
-    check_models(pipeline.models, pipeline.metrics)
+    check_models(pipeline.models, pipeline.metrics, pipeline.datasets)
     if not pipeline.models:
         raise DefinitionError(
             f"pipeline {pipeline.name!r} has no @pipe.model; decorate 'def fit(train, params)'"
@@ -110,13 +154,16 @@ def study_pipeline(
     (built once per worker) and a step ``trial`` versioned by the code of fit and metrics."""
     study = Pipeline(f"{pipeline.name}.{spec.name}")
     versions = [spec.code_version, *(f"{m.name}={m.code_version}" for m in metrics)]
+    versions.append(f"pruner={spec.pruner!r}")
     version = hashlib.sha256("|".join([TRIAL_FORMAT, *versions]).encode()).hexdigest()[:16]
+    searched = {name: tables[name] for name in ("train", "valid")}  # golden stays out
 
     def data() -> Mapping[str, Table]:
-        return tables
+        return searched
 
     def trial(item: Any, data: Mapping[str, Table]) -> dict[str, Any]:
-        return run_trial(spec, metrics, dict(item["params"]), data, artifacts)
+        return run_trial(spec, metrics, dict(item["params"]), data, artifacts,
+                         peers=item.get("peers") or ())  # fmt: skip
 
     study.resource(data)
     study.step(retries=spec.retries, version=version)(trial)
@@ -125,13 +172,22 @@ def study_pipeline(
 
 def run_trial(
     spec: ModelSpec, metrics: list[MetricSpec], params: dict[str, Any],
-    data: Mapping[str, Table], artifacts: ArtifactStore,
+    data: Mapping[str, Table], artifacts: ArtifactStore, *, peers: Any = (),
 ) -> dict[str, Any]:  # fmt: skip
-    """Fit ``spec`` on train with ``params``, score every metric on valid, save the model."""
+    """Fit ``spec`` on train with ``params``, score every metric on valid, save the model.
+    ``cv.report`` calls inside fit are recorded; the pruner may stop the fit early, judged
+    against ``peers`` (the reports of the trials finished before)."""
     import cloudpickle
 
     started = time.perf_counter()
-    fitted = spec.fn(data["train"], params)
+    reporter = Reporter(spec.pruner, spec.direction, list(peers))
+    try:
+        with reporting(reporter):
+            fitted = spec.fn(data["train"], params)
+    except TrialPruned as pruned:
+        return {"value": pruned.value, "metrics": {}, "params": params, "model": None,
+                "pruned": True, "reports": sorted(reporter.values.items()),
+                "seconds": time.perf_counter() - started, "finished_at": time.time()}  # fmt: skip
     if fitted is None:
         raise ValueError(f"fit {spec.name!r} returned None; return the fitted model")
     scores: dict[str, float] = {}
@@ -148,64 +204,156 @@ def run_trial(
         scores[metric.name] = number
     digest = artifacts.put_bytes(cloudpickle.dumps(fitted))
     return {"value": scores[spec.metric], "metrics": scores, "params": params, "model": digest,
+            "pruned": False, "reports": sorted(reporter.values.items()),
             "seconds": time.perf_counter() - started, "finished_at": time.time()}  # fmt: skip
+
+
+def training_data(
+    pipeline: Pipeline,
+    spec: ModelSpec,
+    table: Table | None,
+    artifacts: ArtifactStore,
+    *,
+    dataset: str | None = None,
+    store: str | Path | None = None,
+    shares: Mapping[str, float] = TRAINING_SHARES,
+    id_column: str | None = None,
+    time_column: str | None = None,
+    cutoffs: Mapping[str, Any] | None = None,
+) -> TrainingData:
+    """The data ``spec`` trains on, split: ``table`` when given, else a ``@pipe.dataset``
+    (``dataset``, the model's ``dataset=``, or the pipeline's only one) built and checked
+    first: a failed check raises :class:`~conveyor.errors.DataCheckFailed` before any trial.
+    The golden split is written to ``artifacts`` and pinned by its version."""
+    name = None
+    if table is None:
+        from conveyor.ml.builds import build_dataset
+        from conveyor.store import open_store
+
+        name = _dataset_name(pipeline, spec, dataset)
+        ledger = open_store(store)
+        try:
+            build = build_dataset(pipeline, name, ledger, artifacts)
+        finally:
+            ledger.close()
+        table, version = build.table, build.version
+    else:
+        if dataset is not None:
+            raise UsageError("train: give a table or a dataset, not both")
+        if num_rows(table) == 0:
+            raise UsageError(f"train: the table for model {spec.name!r} has no rows")
+        version = fingerprint(table)
+    if time_column is not None:
+        chosen = dict(cutoffs or {})
+        if "golden" not in chosen:
+            chosen["golden"] = None  # the golden split takes the rows after the last cut-off
+        tables = split_by_time(table, time_column, chosen)
+        how: dict[str, Any] = {"by": "time", "column": time_column, "cutoffs": chosen}
+    else:
+        if cutoffs:
+            raise UsageError("train: cut-offs split by a time column; name it (--time-column)")
+        tables = split(table, shares, id_column)
+        how = {"by": "hash", "shares": dict(shares), "id_column": id_column}
+    for needed in ("train", "valid"):
+        if needed not in tables:
+            raise UsageError(f"train: the split has no {needed!r} part ({', '.join(tables)})")
+        if num_rows(tables[needed]) == 0:
+            raise UsageError(
+                f"train: the {needed} split is empty ({num_rows(table)} rows split {how}); "
+                f"give the table more rows or change the split"
+            )
+    golden = None
+    if "golden" in tables and num_rows(tables["golden"]) > 0:
+        digest, artifact = artifacts.put_table(tables["golden"])
+        golden = {"version": digest, "artifact": artifact, "rows": num_rows(tables["golden"])}
+    return TrainingData(tables, version, how, dataset=name, golden=golden)
+
+
+def _dataset_name(pipeline: Pipeline, spec: ModelSpec, dataset: str | None) -> str:
+    if dataset is not None:
+        return dataset
+    if spec.dataset is not None:
+        return spec.dataset
+    if len(pipeline.datasets) == 1:
+        return next(iter(pipeline.datasets))
+    if not pipeline.datasets:
+        raise UsageError(
+            f"train: model {spec.name!r} has no data: give --input FILE, or define a "
+            f"@pipe.dataset and name it with @pipe.model(dataset=...)"
+        )
+    raise UsageError(
+        f"train: pick the dataset model {spec.name!r} trains on: --dataset one of "
+        f"{', '.join(pipeline.datasets)} (or @pipe.model(dataset=...))"
+    )
 
 
 def train(
     pipeline: Pipeline,
     model: str | None,
-    table: Table,
+    table: Table | None = None,
     *,
+    dataset: str | None = None,
     store: str | Path | None = None,
     artifacts: str | Path | None = None,
     workers: int | None = 2,
     trials: int | None = None,
     seed: int = 0,
     backend: str = "local",
+    ray_address: str | None = None,
     shares: Mapping[str, float] = TRAINING_SHARES,
     id_column: str | None = None,
+    time_column: str | None = None,
+    cutoffs: Mapping[str, Any] | None = None,
     on_trial: Callable[[Trial], object] | None = None,
+    on_progress: Callable[[Progress], object] | None = None,
 ) -> TrainingResult:
-    """Search ``model``'s parameters on ``table`` (split into train/valid by ``shares``), each
-    trial a unit on ``workers`` processes, and save the best trial's model with its lineage.
-    ``on_trial`` is called with each trial as it finishes (e.g. to show progress)."""
+    """Search ``model``'s parameters, each trial a unit on ``workers`` processes (or Ray with
+    ``backend="ray"``), and save the best trial's model with its lineage. The data is
+    ``table`` or a ``@pipe.dataset`` (see :func:`training_data`), split into train, valid and
+    golden by ``shares`` (a hash of ``id_column`` or of each row) or by ``time_column`` at
+    ``cutoffs``. ``on_trial`` is called with each trial as it finishes, ``on_progress`` with
+    where the search stands as trials start and end."""
+    from conveyor.scheduling.lanes import check_backend
     from conveyor.scheduling.stream import Stream
 
     spec, metrics = _model(pipeline, model)
     count = spec.trials if trials is None else trials
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise UsageError(f"train: trials={count!r} must be a whole number of at least 1")
-    if backend != "local":
-        raise UsageError(f"train: backend={backend!r} is not supported yet; use 'local'")
-    if num_rows(table) == 0:
-        raise UsageError(f"train: the table for model {spec.name!r} has no rows")
-    tables = split(table, shares, id_column)
-    if any(num_rows(tables[name]) == 0 for name in ("train", "valid")):
-        raise UsageError("train: the train or valid split is empty; give the table more rows")
-    version = fingerprint(table)
+    check_backend(backend, ray_address, workers)
     store_art = ArtifactStore(artifacts)
-    study = study_pipeline(pipeline, spec, metrics, tables, store_art)
+    data = training_data(pipeline, spec, table, store_art, dataset=dataset, store=store,
+                         shares=shares, id_column=id_column, time_column=time_column,
+                         cutoffs=cutoffs)  # fmt: skip
+    study = study_pipeline(pipeline, spec, metrics, data.tables, store_art)
     key = hashlib.sha256(
-        json.dumps([version, dict(shares), id_column, study.steps["trial"].version]).encode()
+        json.dumps([data.version, data.split, study.steps["trial"].version], default=str).encode()
     ).hexdigest()[:12]
     parallel = max(1, workers or 1)
-    with Stream(study, store=store, workers=workers) as stream:
-        driver = _Driver(stream, spec, key, version, count, on_trial)
+    with Stream(study, store=store, workers=workers, backend=backend,
+                ray_address=ray_address) as stream:  # fmt: skip
+        driver = _Driver(stream, spec, key, data.version, count, on_trial, on_progress)
         driver.collect()
         search = Search(spec.search, direction=spec.direction, sampler=spec.sampler,
                         seed=seed + len(driver.done))  # fmt: skip
-        search.replay(FinishedTrial(t.params, t.value) for t in driver.ordered())
+        search.replay(
+            FinishedTrial(t.params, t.value, t.reports, t.pruned) for t in driver.ordered()
+        )
         driver.drive(search, parallel)
         run_id = stream.run_id
     done = driver.ordered()
     best = _best(done, spec.direction)
-    lineage = _lineage(spec, metrics, version, shares, id_column, best, run_id, seed)
+    lineage = _lineage(spec, metrics, data, best, run_id, seed)
+    lineage_artifact = None
     if best is not None:
-        store_art.put_bytes(json.dumps(lineage, sort_keys=True, default=str).encode())
+        lineage_artifact = store_art.put_bytes(
+            json.dumps(lineage, sort_keys=True, default=str).encode()
+        )
     return TrainingResult(
-        model=spec.name, metric=spec.metric, run_id=run_id, data_version=version,
+        model=spec.name, metric=spec.metric, run_id=run_id, data_version=data.version,
         direction=spec.direction, trials=done, best=best,
         artifact=None if best is None else best.model, lineage=lineage,
+        lineage_artifact=lineage_artifact,
     )  # fmt: skip
 
 
@@ -213,10 +361,12 @@ class _Driver:
     """Submits asked trials to the stream, waits for them, and keeps what finished."""
 
     def __init__(self, stream: Stream, spec: ModelSpec, key: str, version: str, count: int,
-                 on_trial: Callable[[Trial], object] | None) -> None:  # fmt: skip
+                 on_trial: Callable[[Trial], object] | None,
+                 on_progress: Callable[[Progress], object] | None = None) -> None:  # fmt: skip
         self.stream, self.spec, self.key, self.version = stream, spec, key, version
-        self.count, self.on_trial = count, on_trial
+        self.count, self.on_trial, self.on_progress = count, on_trial, on_progress
         self.done: dict[int, Trial] = {}
+        self.running = 0
         self.started = time.time()
         self._woken = threading.Event()
 
@@ -238,8 +388,12 @@ class _Driver:
                 waiting.append(number)
             except StepError as exc:
                 self._fail(number, {}, exc)
+        self.running = len(waiting)
+        self._progress(None)
         for number in waiting:
             self._wait_one(number, {})
+            self.running -= 1
+            self._progress(self.done[number])
 
     def drive(self, search: Search, parallel: int) -> None:
         """Ask, submit, wait and tell until every trial number is finished."""
@@ -252,19 +406,47 @@ class _Driver:
                     number = todo.pop(0)
                     [asked] = search.ask(1)
                     running[number] = asked
-                    item = {"params": asked.params, "data": self.version}
+                    item: dict[str, Any] = {"params": asked.params, "data": self.version}
+                    if self.spec.pruner is not None:
+                        item["peers"] = self._peers()
                     cancels.append(self.stream.watch(
                         self.stream.submit(item, id=self.item_id(number)), self._woken.set
                     ))  # fmt: skip
+                    self.running = len(running)
+                    self._progress(None)
                 self._woken.wait(0.5)
                 self._woken.clear()
                 for number, asked in list(running.items()):
                     if self._poll(number, asked.params):
-                        search.tell(asked, self.done[number].value)
+                        trial = self.done[number]
+                        search.tell(asked, trial.value, reports=trial.reports,
+                                    pruned=trial.pruned)  # fmt: skip
                         del running[number]
+                        self.running = len(running)
+                        self._progress(trial)
         finally:
             for cancel in cancels:
                 cancel()
+
+    def _peers(self) -> list[dict[str, Any]]:
+        """The reports of the trials finished so far, for the pruner in the worker."""
+        return [
+            {"values": sorted(t.reports.items()), "state": t.state, "value": t.value}
+            for t in self.ordered()
+            if t.state != "failed"
+        ]
+
+    def _progress(self, last: Trial | None) -> None:
+        if self.on_progress is None:
+            return
+        trials = self.done.values()
+        best = _best(list(trials), self.spec.direction)
+        self.on_progress(Progress(
+            total=self.count, done=len(self.done), running=self.running,
+            failed=sum(t.state == "failed" for t in trials),
+            pruned=sum(t.pruned for t in trials),
+            best=None if best is None else best.value, last=last,
+        ))  # fmt: skip
 
     def _poll(self, number: int, params: Mapping[str, Any]) -> bool:
         try:
@@ -287,6 +469,8 @@ class _Driver:
             number=number, params=out["params"], value=float(out["value"]),
             metrics=out["metrics"], model=out["model"], seconds=float(out["seconds"]),
             computed=float(out["finished_at"]) >= self.started,
+            pruned=bool(out.get("pruned")),
+            reports={int(step): float(v) for step, v in out.get("reports", ())},
         ))  # fmt: skip
 
     def _fail(self, number: int, params: Mapping[str, Any], exc: StepError) -> None:
@@ -300,7 +484,7 @@ class _Driver:
 
 
 def _best(trials: list[Trial], direction: str) -> Trial | None:
-    done = [t for t in trials if t.value is not None]
+    done = [t for t in trials if t.state == "complete"]
     if not done:
         return None
     pick = max if direction == "maximize" else min
@@ -308,8 +492,8 @@ def _best(trials: list[Trial], direction: str) -> Trial | None:
 
 
 def _lineage(
-    spec: ModelSpec, metrics: list[MetricSpec], version: str, shares: Mapping[str, float],
-    id_column: str | None, best: Trial | None, run_id: str, seed: int,
+    spec: ModelSpec, metrics: list[MetricSpec], data: TrainingData, best: Trial | None,
+    run_id: str, seed: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Where the best model came from, for the registry: data, split, code, metrics, run."""
     packages = {"python": sys.version.split()[0]}
@@ -319,12 +503,12 @@ def _lineage(
         except metadata.PackageNotFoundError:
             continue
     return {
-        "model": spec.name, "format": "cloudpickle", "data_version": version,
-        "split": {"shares": dict(shares), "id_column": id_column},
+        "model": spec.name, "format": "cloudpickle", "data_version": data.version,
+        "dataset": data.dataset, "split": dict(data.split), "golden": data.golden,
         "params": None if best is None else dict(best.params),
         "metrics": None if best is None else dict(best.metrics),
         "code_versions": {spec.name: spec.code_version,
                           **{m.name: m.code_version for m in metrics}},
         "run_id": run_id, "seed": seed, "trial": None if best is None else best.number,
-        "packages": packages,
+        "artifact": None if best is None else best.model, "packages": packages,
     }  # fmt: skip

@@ -54,8 +54,13 @@ class Stream:
         id_field: str | None = None,
         preload: bool = False,
         hooks: Sequence[Hooks] = (),
+        backend: str = "local",
+        ray_address: str | None = None,
     ) -> None:
         self.pipeline = pipeline
+        #: Where process steps run: this machine's worker processes, or ``"ray"``.
+        self.backend = backend
+        self._ray_address = ray_address
         #: Build every resource when the stream opens, before the workers start, so the first
         #: item pays no model load (a server's warm start); otherwise each worker builds a
         #: resource the first time a unit needs it.
@@ -128,7 +133,8 @@ class Stream:
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
-        lanes = build_lanes(self.pipeline, steps, self._workers, runtime=self.runtime)
+        lanes = build_lanes(self.pipeline, steps, self._workers, runtime=self.runtime,
+                            backend=self.backend, ray_address=self._ray_address)  # fmt: skip
         for executor in lanes:
             executor.start()  # fork here, before the scheduler thread exists
         scheduler = coordinator.scheduler(lanes, chains=True, on_finished=self._signals.finished)

@@ -14,7 +14,16 @@ from rich.table import Table
 
 from conveyor.errors import InputError, UsageError
 from conveyor.interfaces.cli.app import handled, out
-from conveyor.interfaces.cli.options import JsonOpt, PipelineArg, StoreOpt, WorkersOpt
+from conveyor.interfaces.cli.options import (
+    ExecutorOpt,
+    JsonOpt,
+    PipelineArg,
+    ProgressOpt,
+    RayAddressOpt,
+    StoreOpt,
+    WorkersOpt,
+)
+from conveyor.interfaces.cli.trial_progress import TrialProgress
 
 if TYPE_CHECKING:
     from conveyor.ml.training import TrainingResult, Trial
@@ -22,7 +31,37 @@ if TYPE_CHECKING:
 InputOpt = Annotated[
     str | None,
     typer.Option("--input", "-i", envvar="CONVEYOR_INPUT",
-                 help="The training table: a CSV or Parquet file."),
+                 help="The training table: a CSV or Parquet file [default: the model's "
+                      "@pipe.dataset]."),
+]  # fmt: skip
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option("--dataset", envvar="CONVEYOR_DATASET",
+                 help="The @pipe.dataset to train on, built and checked first [default: the "
+                      "model's dataset=, or the pipeline's only dataset]."),
+]  # fmt: skip
+SplitOpt = Annotated[
+    str | None,
+    typer.Option("--split", envvar="CONVEYOR_SPLIT",
+                 help="Shares of a hash split, e.g. train=0.7,valid=0.15,golden=0.15 "
+                      "[default: that]."),
+]  # fmt: skip
+IdFieldOpt = Annotated[
+    str | None,
+    typer.Option("--id-field", envvar="CONVEYOR_ID_FIELD",
+                 help="The column whose hash places each row in a split [default: the whole "
+                      "row]."),
+]  # fmt: skip
+TimeColumnOpt = Annotated[
+    str | None,
+    typer.Option("--time-column", envvar="CONVEYOR_TIME_COLUMN",
+                 help="Split by this time or number column at --cutoffs instead of by hash."),
+]  # fmt: skip
+CutoffsOpt = Annotated[
+    str | None,
+    typer.Option("--cutoffs", envvar="CONVEYOR_CUTOFFS",
+                 help="With --time-column: where each split ends, e.g. "
+                      "train=1990-01-01,valid=1995-01-01 (golden takes the rest)."),
 ]  # fmt: skip
 TrialsOpt = Annotated[
     int | None,
@@ -58,16 +97,64 @@ def read_table(path: str) -> Any:
     raise UsageError(f"--input {path!r}: give a .csv, .tsv or .parquet file")
 
 
+def parse_pairs(flag: str, text: str, *, numbers: bool) -> dict[str, Any]:
+    """``a=1,b=2`` as ``{"a": 1.0, "b": 2.0}`` (values kept as text unless ``numbers``)."""
+    pairs: dict[str, Any] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise UsageError(f"{flag} {text!r}: give name=value pairs, e.g. train=0.7,valid=0.3")
+        if name in pairs:
+            raise UsageError(f"{flag} {text!r}: {name!r} is given twice")
+        if numbers:
+            try:
+                pairs[name] = float(value)
+            except ValueError:
+                raise UsageError(f"{flag} {text!r}: {value!r} is not a number") from None
+        else:
+            pairs[name] = value
+    return pairs
+
+
+def _split_options(
+    split: str | None, time_column: str | None, cutoffs: str | None
+) -> dict[str, Any]:
+    if time_column is not None:
+        if split is not None:
+            raise UsageError("--split and --time-column are two ways to split; give one")
+        if cutoffs is None:
+            raise UsageError(
+                f"--time-column {time_column!r} needs --cutoffs, e.g. train=1990-01-01,"
+                f"valid=1995-01-01 (golden takes the rest)"
+            )
+        chosen = parse_pairs("--cutoffs", cutoffs, numbers=False)
+        if chosen.get("golden") is not None:
+            raise UsageError("--cutoffs: golden takes the rows after the last cut-off; drop it")
+        return {"time_column": time_column, "cutoffs": chosen}
+    if cutoffs is not None:
+        raise UsageError("--cutoffs needs --time-column: the column the cut-offs are in")
+    return {} if split is None else {"shares": parse_pairs("--split", split, numbers=True)}
+
+
 @handled
 def train(
     pipeline: PipelineArg,
     input: InputOpt = None,
+    dataset: DatasetOpt = None,
     trials: TrialsOpt = None,
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     model: ModelOpt = None,
+    split: SplitOpt = None,
+    id_field: IdFieldOpt = None,
+    time_column: TimeColumnOpt = None,
+    cutoffs: CutoffsOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     store: StoreOpt = None,
     artifacts: ArtifactsOpt = None,
+    progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a model's parameters, each trial a unit of work: a second run reruns no trial,
@@ -79,12 +166,18 @@ def train(
         raise UsageError(f"--trials {trials}: give at least 1 trial")
     if workers is not None and workers < 0:
         raise UsageError(f"--workers {workers}: give 0 (inline) or more workers")
-    if input is None:
-        raise UsageError("--input is required: the training table (a CSV or Parquet file)")
+    if input is not None and dataset is not None:
+        raise UsageError("--input and --dataset both name the data; give one")
+    options = _split_options(split, time_column, cutoffs)
     pipe, _ = load_pipeline(pipeline)
-    table = read_table(input)
-    result = run_training(pipe, model, table, store=store, artifacts=artifacts,
-                          workers=workers, trials=trials, seed=seed)  # fmt: skip
+    table = None if input is None else read_table(input)
+    view = TrialProgress(enabled=progress and not as_json)
+    with view:
+        result = run_training(
+            pipe, model, table, dataset=dataset, store=store, artifacts=artifacts,
+            workers=workers, trials=trials, seed=seed, backend=executor or "local",
+            ray_address=ray_address, id_column=id_field, on_progress=view.update, **options,
+        )  # fmt: skip
     if as_json:
         print(json.dumps(_as_dict(result), indent=2, default=str))
         return
@@ -94,33 +187,44 @@ def train(
 def _as_dict(result: TrainingResult) -> dict[str, Any]:
     return {
         "model": result.model, "run_id": result.run_id, "data_version": result.data_version,
-        "computed": result.computed, "failed": result.failed, "artifact": result.artifact,
+        "computed": result.computed, "failed": result.failed, "pruned": result.pruned,
+        "artifact": result.artifact, "lineage_artifact": result.lineage_artifact,
         "best": None if result.best is None else _trial(result.best),
         "trials": [_trial(t) for t in result.trials], "lineage": result.lineage,
     }  # fmt: skip
 
 
 def _trial(trial: Trial) -> dict[str, Any]:
-    return {"number": trial.number, "params": dict(trial.params), "value": trial.value,
-            "metrics": dict(trial.metrics), "error": trial.error}  # fmt: skip
+    return {"number": trial.number, "state": trial.state, "params": dict(trial.params),
+            "value": trial.value, "metrics": dict(trial.metrics), "error": trial.error,
+            "seconds": round(trial.seconds, 4)}  # fmt: skip
 
 
 def _show(result: TrainingResult) -> None:
     out.print(
         f"model [bold]{escape(result.model)}[/]: {len(result.trials)} trials "
         f"({result.computed} run now, {len(result.trials) - result.computed} from the ledger, "
-        f"{result.failed} failed), run {result.run_id}"
+        f"{result.failed} failed, {result.pruned} pruned), run {result.run_id}"
     )
+    data = result.lineage
+    where = f"dataset {data['dataset']} " if data.get("dataset") else ""
+    golden = data.get("golden")
+    out.print(
+        f"data: {escape(where)}version {result.data_version[:12]}, split by "
+        f"{data['split']['by']}"
+        + (f"; golden split pinned: {golden['version'][:12]} ({golden['rows']} rows)"
+           if golden else "")
+    )  # fmt: skip
     top = result.top(5)
     if top:
         table = Table(box=box.SIMPLE_HEAD, title="top trials")
         metrics = list(top[0].metrics)
-        for column in ("trial", *metrics, "params"):
+        for column in ("trial", *metrics, "seconds", "params"):
             table.add_column(column, justify="right" if column != "params" else "left")
         for trial in top:
             params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
             table.add_row(str(trial.number), *(f"{trial.metrics[m]:.4f}" for m in metrics),
-                          escape(params))  # fmt: skip
+                          f"{trial.seconds:.2f}", escape(params))  # fmt: skip
         out.print(table)
     if result.best is None:
         out.print("[red]every trial failed[/]: see `conveyor errors` for why")
@@ -128,7 +232,8 @@ def _show(result: TrainingResult) -> None:
     best = ", ".join(f"{k}={_short(v)}" for k, v in result.best.params.items())
     out.print(f"best params: {escape(best)}  (trial {result.best.number}, "
               f"{result.metric} {result.best.value:.4f})")  # fmt: skip
-    out.print(f"model artifact: {result.artifact}")
+    out.print(f"model artifact:   {result.artifact}")
+    out.print(f"lineage artifact: {result.lineage_artifact}")
 
 
 def _short(value: Any) -> str:
