@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data/licenses
 
-.PHONY: example test lint bench bench-peers bench-http bench-observability clean
+.PHONY: example train-example test lint bench bench-peers bench-http bench-observability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ example: $(BIN)/python
 	$(BIN)/conveyor run examples/licenses/pipeline.py --input $(DATA)/
 	$(BIN)/conveyor results --format csv --out data/licenses-results.csv
 	@echo "results written to data/licenses-results.csv"
+
+# A search of 20 trials for tomorrow's rain on 12,000 real days of weather (examples/rain).
+train-example: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[examples]'
+	$(BIN)/conveyor train examples/rain/pipeline.py --time-column day \
+		--cutoffs train=9000,valid=10500 --trials 20 --workers 2
+	$(BIN)/conveyor datasets show early_years
 
 # Install with the development extras; lint, type-check and run every test.
 test: $(BIN)/python

@@ -18,7 +18,8 @@ def _table(*columns: str, right: Iterable[str] = ()) -> Table:
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     numbers = set(right)
     for name in columns:
-        table.add_column(name, justify="right" if name in numbers else "left", no_wrap=True)
+        justify = "right" if name in numbers else "left"
+        table.add_column(name, justify=justify, no_wrap=True, min_width=len(name))
     return table
 
 
@@ -32,6 +33,8 @@ def value(v: Any, digits: int = 4) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
+        if abs(v) >= 1000 and abs(v) < 1e9:
+            return f"{v:.0f}"  # 11999, not 1.2e+04
         return f"{v:.{digits}g}"
     return escape(str(v))
 
@@ -76,7 +79,6 @@ def columns_table(profile: Mapping[str, Any]) -> Table:
     table = _table(
         "column",
         "type",
-        "count",
         "nulls",
         "distinct",
         "min",
@@ -85,21 +87,24 @@ def columns_table(profile: Mapping[str, Any]) -> Table:
         "std",
         "p50",
         "top",
-        right=("count", "nulls", "distinct", "min", "max", "mean", "std", "p50"),
+        right=("nulls", "distinct", "min", "max", "mean", "std", "p50"),
     )
+    # Long names and top values give way first, so that the numbers stay whole on 120 columns
+    # (the count is the rows less the nulls; --json has every statistic in full).
+    for column, width in ((table.columns[0], 20), (table.columns[-1], 22)):
+        column.max_width, column.overflow = width, "ellipsis"
+    for column in table.columns[1:-1]:
+        column.min_width = max(column.min_width or 0, 7)
     for c in profile.get("columns", []):
-        top = ", ".join(f"{value(v)} ({n})" for v, n in c.get("top", [])[:3])
+        top = ", ".join(f"{value(v, 3)} ({n})" for v, n in c.get("top", [])[:2])
+        stats = [c.get(k) for k in ("min", "max", "mean", "std")]
         table.add_row(
             escape(c["name"]),
             c["type"],
-            f"{c['count']:,}",
             f"{c['nulls']:,}",
             value(c.get("distinct")),
-            value(c.get("min")),
-            value(c.get("max")),
-            value(c.get("mean")),
-            value(c.get("std")),
-            value((c.get("quantiles") or {}).get("p50")),
+            *(value(v, 3) for v in stats),
+            value((c.get("quantiles") or {}).get("p50"), 3),
             top,
         )
     return table
