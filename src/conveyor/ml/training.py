@@ -21,7 +21,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.definition.models import MetricSpec, ModelSpec, check_models
+from conveyor.definition.models import (
+    MetricSpec,
+    ModelSpec,
+    check_models,
+    fitted_model,
+    metric_value,
+)
 from conveyor.definition.pipeline import Pipeline
 from conveyor.errors import DefinitionError, StepError, UsageError
 from conveyor.ml.artifacts import ArtifactStore
@@ -68,6 +74,8 @@ class TrainingResult:
     best: Trial | None
     artifact: str | None
     lineage: dict[str, Any]
+    #: The digest of the lineage JSON in the artifact store (None when every trial failed).
+    lineage_artifact: str | None = None
 
     @property
     def computed(self) -> int:
@@ -119,7 +127,8 @@ def study_pipeline(
         return run_trial(spec, metrics, dict(item["params"]), data, artifacts)
 
     study.resource(data)
-    study.step(retries=spec.retries, version=version)(trial)
+    # a fit that returns None or a metric that returns no number fails the same way again
+    study.step(retries=spec.retries, give_up_on=[DefinitionError], version=version)(trial)
     return study
 
 
@@ -131,21 +140,11 @@ def run_trial(
     import cloudpickle
 
     started = time.perf_counter()
-    fitted = spec.fn(data["train"], params)
-    if fitted is None:
-        raise ValueError(f"fit {spec.name!r} returned None; return the fitted model")
+    fitted = fitted_model(spec, spec.fn(data["train"], params))
     scores: dict[str, float] = {}
     for metric in metrics:
         value = metric.fn(**{metric.model: fitted, "valid": data["valid"]})
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if isinstance(value, bool) or number != number or number in (float("inf"), -float("inf")):
-            raise ValueError(
-                f"metric {metric.name!r} returned {value!r}; a metric must return a finite number"
-            )
-        scores[metric.name] = number
+        scores[metric.name] = metric_value(metric, value)
     digest = artifacts.put_bytes(cloudpickle.dumps(fitted))
     return {"value": scores[spec.metric], "metrics": scores, "params": params, "model": digest,
             "seconds": time.perf_counter() - started, "finished_at": time.time()}  # fmt: skip
@@ -165,10 +164,12 @@ def train(
     shares: Mapping[str, float] = TRAINING_SHARES,
     id_column: str | None = None,
     on_trial: Callable[[Trial], object] | None = None,
+    run_options: Mapping[str, Any] | None = None,
 ) -> TrainingResult:
     """Search ``model``'s parameters on ``table`` (split into train/valid by ``shares``), each
     trial a unit on ``workers`` processes, and save the best trial's model with its lineage.
-    ``on_trial`` is called with each trial as it finishes (e.g. to show progress)."""
+    ``on_trial`` is called with each trial as it finishes (e.g. to show progress);
+    ``run_options`` are recorded with a new study run (how ``conveyor resume`` continues it)."""
     from conveyor.scheduling.stream import Stream
 
     spec, metrics = _model(pipeline, model)
@@ -189,7 +190,7 @@ def train(
         json.dumps([version, dict(shares), id_column, study.steps["trial"].version]).encode()
     ).hexdigest()[:12]
     parallel = max(1, workers or 1)
-    with Stream(study, store=store, workers=workers) as stream:
+    with Stream(study, store=store, workers=workers, options=run_options) as stream:
         driver = _Driver(stream, spec, key, version, count, on_trial)
         driver.collect()
         search = Search(spec.search, direction=spec.direction, sampler=spec.sampler,
@@ -200,12 +201,13 @@ def train(
     done = driver.ordered()
     best = _best(done, spec.direction)
     lineage = _lineage(spec, metrics, version, shares, id_column, best, run_id, seed)
+    saved = None
     if best is not None:
-        store_art.put_bytes(json.dumps(lineage, sort_keys=True, default=str).encode())
+        saved = store_art.put_bytes(json.dumps(lineage, sort_keys=True, default=str).encode())
     return TrainingResult(
         model=spec.name, metric=spec.metric, run_id=run_id, data_version=version,
         direction=spec.direction, trials=done, best=best,
-        artifact=None if best is None else best.model, lineage=lineage,
+        artifact=None if best is None else best.model, lineage=lineage, lineage_artifact=saved,
     )  # fmt: skip
 
 
