@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -144,6 +145,34 @@ def metric_spec(fn: Callable[..., Any]) -> MetricSpec:
             f"and the validation table"
         )
     return MetricSpec(name=name, fn=fn, model=others[0], code_version=code_version(fn))
+
+
+def fitted_model(spec: ModelSpec, fitted: object) -> object:
+    """What ``spec``'s fit returned, refused when it is None (a fit that forgot to return):
+    a :class:`DefinitionError`, which a trial does not retry (it would fail the same way)."""
+    if fitted is None:
+        raise DefinitionError(
+            f"@pipe.model {spec.name!r}: fit returned None; return the fitted model "
+            f"(e.g. 'return model.fit(X, y)')"
+        )
+    return fitted
+
+
+def metric_value(metric: MetricSpec, value: object) -> float:
+    """What ``metric`` returned, as a float; a :class:`DefinitionError` (not retried) unless
+    it is a finite number."""
+    number = float("nan")
+    if not isinstance(value, bool | str | bytes):
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            pass
+    if not math.isfinite(number):
+        raise DefinitionError(
+            f"@pipe.metric {metric.name!r} returned {value!r} ({type(value).__name__}); "
+            f"a metric must return a finite number, e.g. 'return float(roc_auc_score(...))'"
+        )
+    return number
 
 
 def check_models(

@@ -59,6 +59,17 @@ def _number(value: object, *, integer: bool = False) -> bool:
     return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _range(kind: str, low: builtins.float, high: builtins.float) -> None:
+    """Refuse a range whose ends are swapped or equal (nothing to search)."""
+    if low > high:
+        raise DefinitionError(f"search.{kind}({low}, {high}): low is above high; swap them")
+    if low == high:
+        raise DefinitionError(
+            f"search.{kind}({low}, {high}): low equals high, so there is nothing to search; "
+            f"widen the range, or use search.choice([{low}]) for a fixed value"
+        )
+
+
 def int(low: builtins.int, high: builtins.int, step: builtins.int = 1) -> Int:
     """Integers in ``[low, high]``, every ``step``: ``cv.search.int(2, 10)``."""
     if not (_number(low, integer=True) and _number(high, integer=True)):
@@ -67,8 +78,7 @@ def int(low: builtins.int, high: builtins.int, step: builtins.int = 1) -> Int:
         )
     if not (_number(step, integer=True) and step >= 1):
         raise DefinitionError(f"search.int({low}, {high}, step={step!r}): step must be >= 1")
-    if low > high:
-        raise DefinitionError(f"search.int({low}, {high}): low is above high; swap them")
+    _range("int", low, high)
     return Int(low, high, step)
 
 
@@ -78,8 +88,7 @@ def float(low: builtins.float, high: builtins.float) -> Float:
         raise DefinitionError(
             f"search.float({low!r}, {high!r}): low and high must be finite numbers"
         )
-    if low > high:
-        raise DefinitionError(f"search.float({low}, {high}): low is above high; swap them")
+    _range("float", low, high)
     return Float(builtins.float(low), builtins.float(high))
 
 
@@ -90,8 +99,7 @@ def log(low: builtins.float, high: builtins.float) -> Log:
             f"search.log({low!r}, {high!r}): low and high must be numbers above 0 "
             f"(a log scale has no 0); use search.float for a range that includes 0"
         )
-    if low > high:
-        raise DefinitionError(f"search.log({low}, {high}): low is above high; swap them")
+    _range("log", low, high)
     return Log(builtins.float(low), builtins.float(high))
 
 

@@ -21,7 +21,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.definition.models import MetricSpec, ModelSpec, check_models
+from conveyor.definition.models import (
+    MetricSpec,
+    ModelSpec,
+    check_models,
+    fitted_model,
+    metric_value,
+)
 from conveyor.definition.pipeline import Pipeline
 from conveyor.errors import DefinitionError, StepError, UsageError
 from conveyor.ml.artifacts import ArtifactStore
@@ -166,7 +172,8 @@ def study_pipeline(
                          peers=item.get("peers") or ())  # fmt: skip
 
     study.resource(data)
-    study.step(retries=spec.retries, version=version)(trial)
+    # a fit that returns None or a metric that returns no number fails the same way again
+    study.step(retries=spec.retries, give_up_on=[DefinitionError], version=version)(trial)
     return study
 
 
@@ -188,20 +195,11 @@ def run_trial(
         return {"value": pruned.value, "metrics": {}, "params": params, "model": None,
                 "pruned": True, "reports": sorted(reporter.values.items()),
                 "seconds": time.perf_counter() - started, "finished_at": time.time()}  # fmt: skip
-    if fitted is None:
-        raise ValueError(f"fit {spec.name!r} returned None; return the fitted model")
+    fitted = fitted_model(spec, fitted)
     scores: dict[str, float] = {}
     for metric in metrics:
         value = metric.fn(**{metric.model: fitted, "valid": data["valid"]})
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if isinstance(value, bool) or number != number or number in (float("inf"), -float("inf")):
-            raise ValueError(
-                f"metric {metric.name!r} returned {value!r}; a metric must return a finite number"
-            )
-        scores[metric.name] = number
+        scores[metric.name] = metric_value(metric, value)
     digest = artifacts.put_bytes(cloudpickle.dumps(fitted))
     return {"value": scores[spec.metric], "metrics": scores, "params": params, "model": digest,
             "pruned": False, "reports": sorted(reporter.values.items()),
@@ -306,13 +304,15 @@ def train(
     cutoffs: Mapping[str, Any] | None = None,
     on_trial: Callable[[Trial], object] | None = None,
     on_progress: Callable[[Progress], object] | None = None,
+    run_options: Mapping[str, Any] | None = None,
 ) -> TrainingResult:
     """Search ``model``'s parameters, each trial a unit on ``workers`` processes (or Ray with
     ``backend="ray"``), and save the best trial's model with its lineage. The data is
     ``table`` or a ``@pipe.dataset`` (see :func:`training_data`), split into train, valid and
     golden by ``shares`` (a hash of ``id_column`` or of each row) or by ``time_column`` at
     ``cutoffs``. ``on_trial`` is called with each trial as it finishes, ``on_progress`` with
-    where the search stands as trials start and end."""
+    where the search stands as trials start and end. ``run_options`` are recorded with a new
+    study run (how ``conveyor resume`` continues it)."""
     from conveyor.scheduling.lanes import check_backend
     from conveyor.scheduling.stream import Stream
 
@@ -331,7 +331,7 @@ def train(
     ).hexdigest()[:12]
     parallel = max(1, workers or 1)
     with Stream(study, store=store, workers=workers, backend=backend,
-                ray_address=ray_address) as stream:  # fmt: skip
+                ray_address=ray_address, options=run_options) as stream:  # fmt: skip
         driver = _Driver(stream, spec, key, data.version, count, on_trial, on_progress)
         driver.collect()
         search = Search(spec.search, direction=spec.direction, sampler=spec.sampler,

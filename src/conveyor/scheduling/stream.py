@@ -13,7 +13,7 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -56,11 +56,15 @@ class Stream:
         hooks: Sequence[Hooks] = (),
         backend: str = "local",
         ray_address: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.pipeline = pipeline
         #: Where process steps run: this machine's worker processes, or ``"ray"``.
         self.backend = backend
         self._ray_address = ray_address
+        #: Recorded with the run when the stream creates one (how it was started), beside
+        #: ``stream: True``; an adopted run keeps the options it was created with.
+        self.options = dict(options or {})
         #: Build every resource when the stream opens, before the workers start, so the first
         #: item pays no model load (a server's warm start); otherwise each worker builds a
         #: resource the first time a unit needs it.
@@ -126,7 +130,7 @@ class Stream:
             coordinator.adopt(run)
             self._next_idx = ledger.next_item_index(previous)
         else:
-            coordinator.create(source=STREAM_SOURCE, options={"stream": True})
+            coordinator.create(source=STREAM_SOURCE, options={**self.options, "stream": True})
             ledger.mark_planned(coordinator.run_id)
         self.run_id = coordinator.run_id
         self._carry_over(ledger, steps)

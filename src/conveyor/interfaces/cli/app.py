@@ -127,6 +127,11 @@ def stored_run(
 
     ledger = open_store(store, create=False)
     run = ledger.get_run(run_id)
+    if run.options.get("training"):
+        raise UsageError(
+            f"run {run.id} is a study of 'conveyor train'; continue it with 'conveyor resume "
+            f"{run.id}' or the same 'conveyor train' command"
+        )
     if not run.pipeline_file or not run.options.get("input"):
         raise UsageError(
             f"run {run.id} was started from Python, not from a pipeline file and an input; "

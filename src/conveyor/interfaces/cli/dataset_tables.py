@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from rich import box
 from rich.markup import escape
@@ -18,7 +18,7 @@ def _table(*columns: str, right: Iterable[str] = ()) -> Table:
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     numbers = set(right)
     for name in columns:
-        justify = "right" if name in numbers else "left"
+        justify: Literal["right", "left"] = "right" if name in numbers else "left"
         table.add_column(name, justify=justify, no_wrap=True, min_width=len(name))
     return table
 

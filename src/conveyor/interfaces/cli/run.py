@@ -193,8 +193,11 @@ def resume(
     """Continue an interrupted run, or one whose coordinator died, from where it stopped (on
     the executor it was started with, unless --executor says otherwise)."""
     from conveyor.interfaces.api import run_pipeline
+    from conveyor.interfaces.cli.train import resume_training
     from conveyor.observability.progress import RichProgress
 
+    if resume_training(store, run_id, workers):
+        return  # a study of 'conveyor train', continued as that command would
     ledger, run, pipe, path = stored_run(store, run_id, "pipe.run(..., resume=RUN)")
     options = run.options
     report = run_pipeline(

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.errors import InputError, UsageError
-from conveyor.interfaces.cli.app import handled, out
+from conveyor.interfaces.cli.app import EXIT_FAILED_UNITS, err, handled, out
 from conveyor.interfaces.cli.options import (
     ExecutorOpt,
     JsonOpt,
@@ -92,6 +92,10 @@ def read_table(path: str) -> Any:
             return pd.read_parquet(file)
         if file.suffix in (".csv", ".tsv"):
             return pd.read_csv(file, sep="\t" if file.suffix == ".tsv" else ",")
+    except pd.errors.EmptyDataError:
+        raise InputError(
+            f"--input {path!r} is empty; give a table with a header and rows"
+        ) from None
     except Exception as exc:
         raise InputError(f"--input {path!r} could not be read: {exc}") from exc
     raise UsageError(f"--input {path!r}: give a .csv, .tsv or .parquet file")
@@ -169,19 +173,30 @@ def train(
     if input is not None and dataset is not None:
         raise UsageError("--input and --dataset both name the data; give one")
     options = _split_options(split, time_column, cutoffs)
-    pipe, _ = load_pipeline(pipeline)
+    pipe, path = load_pipeline(pipeline)
     table = None if input is None else read_table(input)
+    if table is not None and len(table) == 0:
+        raise InputError(f"--input {input!r} has no rows (only a header); give it the table's rows")
+    started = training_options(pipeline, path, artifacts, {
+        "input": None if input is None else str(Path(input).resolve()), "dataset": dataset,
+        "model": model, "trials": trials, "seed": seed, "workers": workers, "split": split,
+        "id_field": id_field, "time_column": time_column, "cutoffs": cutoffs,
+        "executor": executor, "ray_address": ray_address,
+    })  # fmt: skip
     view = TrialProgress(enabled=progress and not as_json)
     with view:
         result = run_training(
             pipe, model, table, dataset=dataset, store=store, artifacts=artifacts,
             workers=workers, trials=trials, seed=seed, backend=executor or "local",
-            ray_address=ray_address, id_column=id_field, on_progress=view.update, **options,
+            ray_address=ray_address, id_column=id_field, on_progress=view.update,
+            run_options=started, **options,
         )  # fmt: skip
     if as_json:
         print(json.dumps(_as_dict(result), indent=2, default=str))
-        return
-    _show(result)
+    else:
+        _show(result)
+    if result.failed:
+        raise typer.Exit(EXIT_FAILED_UNITS)
 
 
 def _as_dict(result: TrainingResult) -> dict[str, Any]:
@@ -226,6 +241,11 @@ def _show(result: TrainingResult) -> None:
             table.add_row(str(trial.number), *(f"{trial.metrics[m]:.4f}" for m in metrics),
                           f"{trial.seconds:.2f}", escape(params))  # fmt: skip
         out.print(table)
+    if result.failed:
+        now = any(t.value is None and t.computed for t in result.trials)
+        where = f"run {result.run_id}" if now else "an earlier run ('conveyor runs')"
+        err.print(f"[yellow]{result.failed} failed trial(s)[/], dead-lettered in {where}: "
+                  f"'conveyor errors RUN' and 'conveyor dlq list RUN' show why")  # fmt: skip
     if result.best is None:
         out.print("[red]every trial failed[/]: see `conveyor errors` for why")
         return
@@ -238,3 +258,47 @@ def _show(result: TrainingResult) -> None:
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# -- conveyor resume of a training run ------------------------------------------------------------
+
+
+def training_options(
+    target: str, path: Path, artifacts: str | None, flags: dict[str, Any]
+) -> dict[str, Any]:
+    """How ``conveyor train`` was called, recorded with the study's run (absolute paths) so
+    that ``conveyor resume`` can continue it: the pipeline, the artifact store and ``flags``
+    (the command's other options, by parameter name)."""
+    from conveyor.ml.artifacts import ArtifactStore
+
+    attr = target.partition(":")[2] if target.count(":") == 1 else ""
+    return {"training": {
+        "pipeline": f"{path.resolve()}{':' + attr if attr else ''}",
+        "artifacts": ArtifactStore(artifacts).location, **flags,
+    }}  # fmt: skip
+
+
+def resume_training(store: str | None, run_id: str | None, workers: int | None) -> bool:
+    """Continue the training run ``run_id`` (default: the latest run) as the ``conveyor train``
+    command that started it would, if it is one; False when it is not a training run."""
+    from conveyor.store import open_store
+
+    ledger = open_store(store, create=False)
+    try:
+        started = ledger.get_run(run_id).options.get("training")
+    finally:
+        ledger.close()
+    if not isinstance(started, dict):
+        return False
+    flags = {k: v for k, v in started.items() if k in _RESUMED}
+    if workers is not None:
+        flags["workers"] = workers
+    train(store=store, **flags)
+    return True
+
+
+#: The options of ``conveyor train`` that ``conveyor resume`` passes on as they were given.
+_RESUMED = (
+    "pipeline", "artifacts", "input", "dataset", "model", "trials", "seed", "workers", "split",
+    "id_field", "time_column", "cutoffs", "executor", "ray_address",
+)  # fmt: skip
