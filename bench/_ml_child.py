@@ -133,7 +133,7 @@ def run_ray(
                 num_samples=trials,
                 max_concurrent_trials=workers,
                 reuse_actors=True,
-            ),  # fmt: skip
+            ),
             run_config=tune.RunConfig(storage_path=str(folder / "ray"), name="bench", verbose=0),
         )
         started = time.perf_counter()
@@ -171,7 +171,6 @@ def main(argv: list[str] | None = None) -> int:
                                  train, valid)  # fmt: skip
     import optuna  # noqa: F401  (imported before timing, for every tool)
 
-    import conveyor.ml.training  # noqa: F401
     import conveyor.scheduling.stream  # noqa: F401
 
     if args.tool == "conveyor":

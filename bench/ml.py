@@ -216,7 +216,7 @@ def bench_rerun(cfg: Config, scratch: Scratch, results: Results[Config, Row]) ->
     computed = max(r["rerun_computed"] for r in runs)
     same = all(r["rerun_best"] == r["best"] for r in runs)
     ratio = median(ratios)
-    say(f"\n[bold]Cached rerun[/bold]: " + ", ".join(
+    say("\n[bold]Cached rerun[/bold]: " + ", ".join(
         f"{r['rerun_wall']:.3f} s of {r['wall']:.2f} s" for r in runs))  # fmt: skip
     results.sections["rerun"] = {
         "walls": [r["rerun_wall"] for r in runs], "first_walls": [r["wall"] for r in runs],
