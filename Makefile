@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data/licenses
 
-.PHONY: example train-example test lint bench bench-peers bench-http bench-observability clean
+.PHONY: example train-example test lint bench bench-peers bench-http bench-observability bench-ml clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ bench-http: $(BIN)/python
 bench-observability: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/observability.py $(ARGS)
+
+# Training with a search: Conveyor's train against optuna and Ray Tune, the cached rerun, and a
+# study SIGKILLed and resumed. Options through ARGS, e.g. ARGS="--quick" or ARGS="--only crash".
+bench-ml: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/ml.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .conveyor data build src/*.egg-info
