@@ -173,6 +173,9 @@ def test_a_failing_trial_is_retried_then_dead_lettered_and_the_study_goes_on(
                   artifacts=tmp_path / "a", workers=2, seed=3)  # fmt: skip
     assert again.computed == 0 and again.failed == len(failed)  # dead trials are not rerun
     assert peek(store_location, DEAD) == dead
+    # found again, a failed trial keeps the parameters it failed with (told to the new sampler)
+    refound = [t for t in again.trials if t.state == "failed"]
+    assert [t.params for t in refound] == [t.params for t in failed]
 
 
 @pytest.mark.parametrize(

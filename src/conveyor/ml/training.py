@@ -387,11 +387,11 @@ class _Driver:
             except TimeoutError:
                 waiting.append(number)
             except StepError as exc:
-                self._fail(number, {}, exc)
+                self._fail(number, self._asked(number), exc, computed=False)
         self.running = len(waiting)
         self._progress(None)
         for number in waiting:
-            self._wait_one(number, {})
+            self._wait_one(number, self._asked(number))
             self.running -= 1
             self._progress(self.done[number])
 
@@ -427,6 +427,13 @@ class _Driver:
         finally:
             for cancel in cancels:
                 cancel()
+
+    def _asked(self, number: int) -> dict[str, Any]:
+        """The parameters trial ``number`` was submitted with (a failed trial found again is
+        told to the new sampler with them)."""
+        item = self.stream.submitted(self.item_id(number))
+        params = None if item is None else item.get("params")
+        return dict(params) if isinstance(params, Mapping) else {}
 
     def _peers(self) -> list[dict[str, Any]]:
         """The reports of the trials finished so far, for the pruner in the worker."""
@@ -473,9 +480,11 @@ class _Driver:
             reports={int(step): float(v) for step, v in out.get("reports", ())},
         ))  # fmt: skip
 
-    def _fail(self, number: int, params: Mapping[str, Any], exc: StepError) -> None:
+    def _fail(
+        self, number: int, params: Mapping[str, Any], exc: StepError, *, computed: bool = True
+    ) -> None:
         self._record(Trial(number=number, params=dict(params), value=None, error=str(exc),
-                           computed=bool(params)))  # fmt: skip
+                           computed=computed))  # fmt: skip
 
     def _record(self, trial: Trial) -> None:
         self.done[trial.number] = trial

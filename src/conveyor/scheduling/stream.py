@@ -27,7 +27,8 @@ from conveyor.scheduling.hooks import Hooks
 from conveyor.scheduling.lanes import build_lanes
 from conveyor.scheduling.planner import plan_run
 from conveyor.scheduling.scheduler import LEASE_SECONDS, Scheduler
-from conveyor.sources.item import ItemKind
+from conveyor.sources.base import rebuild_item
+from conveyor.sources.item import Item, ItemKind
 from conveyor.sources.readers import SourceItem, items_from_iterable
 from conveyor.store import Store, open_store
 from conveyor.store.rows import ItemUnit
@@ -285,6 +286,23 @@ class Stream:
                 woken.wait(min(left, RECHECK_SECONDS))
         finally:
             cancel()
+
+    def submitted(self, item_id: str) -> Item | None:
+        """The item submitted as ``item_id`` to this stream (or else to the latest earlier
+        stream of this pipeline), as the steps saw it; None if there is none."""
+        ingest = self._open_ingest()
+        with self._lock:
+            run_id: str | None = self.run_id
+            idx = ingest.item_index(self.run_id, item_id)
+            if idx is None:
+                run_id = ingest.latest_run_with_item(self.pipeline.name, STREAM_SOURCE, item_id)
+                idx = None if run_id is None else ingest.item_index(run_id, item_id)
+            row = (
+                None if idx is None or run_id is None else ingest.load_items(run_id, [idx]).get(idx)
+            )
+        if row is None or row.error is not None:
+            return None
+        return rebuild_item(row.kind, row.item_id, row.payload)
 
     def watch(self, item_id: str, callback: Callable[[], object]) -> Callable[[], None]:
         """Have ``callback`` called, on the scheduler's thread (keep it short), whenever the
