@@ -225,11 +225,11 @@ def groups(
     if not buckets:
         for values, group in grouped:
             fields = dict(zip(columns, _as_tuple(values), strict=True))
-            yield _group_item(_group_id(columns, values), fields, group.reset_index(drop=True))
+            yield _group_item(group_id(columns, values), fields, group.reset_index(drop=True))
         return
     packed: dict[int, list[pd.DataFrame]] = {}
     for values, group in grouped:
-        item_id = _group_id(columns, values)
+        item_id = group_id(columns, values)
         bucket = int(hashlib.blake2b(item_id.encode(), digest_size=8).hexdigest(), 16) % buckets
         packed.setdefault(bucket, []).append(group)
     width = len(str(buckets - 1))
@@ -240,7 +240,7 @@ def groups(
         yield _group_item(f"bucket-{bucket:0{width}d}", fields, merged)
 
 
-def _group_id(columns: tuple[str, ...], values: Any) -> str:
+def group_id(columns: tuple[str, ...], values: Any) -> str:
     """``a=1/b=x``: stable whatever dtype pandas inferred (``1.0`` is written ``1``, a missing
     value ``<missing>``, apart from an empty string), so one empty cell does not rename every
     other group."""

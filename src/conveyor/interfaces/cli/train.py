@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.errors import InputError, UsageError
-from conveyor.interfaces.cli.app import handled, out
+from conveyor.interfaces.cli import model_sets
+from conveyor.interfaces.cli.app import handled, out, split_list
 from conveyor.interfaces.cli.options import JsonOpt, PipelineArg, StoreOpt, WorkersOpt
 
 if TYPE_CHECKING:
@@ -69,9 +70,13 @@ def train(
     store: StoreOpt = None,
     artifacts: ArtifactsOpt = None,
     as_json: JsonOpt = False,
+    group_by: model_sets.GroupByOpt = None,
+    buckets: model_sets.BucketsOpt = None,
+    group_trials: model_sets.GroupTrialsOpt = 1,
 ) -> None:
     """Search a model's parameters, each trial a unit of work: a second run reruns no trial,
-    more --trials run only the new ones, and a killed search continues where it stopped."""
+    more --trials run only the new ones, and a killed search continues where it stopped.
+    With --group-by: one model per group of the table, a model set."""
     from conveyor.definition.loader import load_pipeline
     from conveyor.ml.training import train as run_training
 
@@ -81,6 +86,16 @@ def train(
         raise UsageError(f"--workers {workers}: give 0 (inline) or more workers")
     if input is None:
         raise UsageError("--input is required: the training table (a CSV or Parquet file)")
+    if group_by or buckets is not None or group_trials != 1:  # per-group models: a model set
+        if not group_by:
+            raise UsageError("--buckets and --group-trials need --group-by COLUMNS")
+        if trials is not None:
+            raise UsageError("--trials sizes one search; with --group-by give --group-trials N")
+        return model_sets.train_groups(
+            pipeline, input, split_list(group_by), buckets=buckets, trials=group_trials,
+            workers=workers, seed=seed, model=model, store=store, artifacts=artifacts,
+            as_json=as_json,
+        )  # fmt: skip
     pipe, _ = load_pipeline(pipeline)
     table = read_table(input)
     result = run_training(pipe, model, table, store=store, artifacts=artifacts,
