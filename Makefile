@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data/licenses
 
-.PHONY: example test lint bench bench-peers bench-http bench-observability clean
+.PHONY: example example-prices test lint bench bench-peers bench-http bench-observability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ example: $(BIN)/python
 	$(BIN)/conveyor run examples/licenses/pipeline.py --input $(DATA)/
 	$(BIN)/conveyor results --format csv --out data/licenses-results.csv
 	@echo "results written to data/licenses-results.csv"
+
+# One model per country of Gapminder's table (from the installed bokeh-sampledata): a model set.
+example-prices: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[examples]'
+	$(BIN)/python examples/prices/prepare.py data
+	$(BIN)/conveyor train examples/prices/pipeline.py --input data/gapminder.parquet --group-by country
 
 # Install with the development extras; lint, type-check and run every test.
 test: $(BIN)/python
