@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.core.units import UnitState
+from conveyor.definition.loader import load_pipeline
+from conveyor.ml.groups import train_groups
+from conveyor.scheduling.hooks import Hooks
+
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 sys.path.insert(0, str(RESOURCES))
 import grouped  # noqa: E402
@@ -80,3 +85,25 @@ def test_bad_input_exits_2_before_anything_runs(
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not (files / ".conveyor" / "conveyor.db").exists()
+
+
+class _Interrupt(Hooks):
+    """Stops the run (as Ctrl-C would) after its first finished unit."""
+
+    def units_advanced(self, step: str, state: UnitState, count: int) -> None:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_resume_continues_an_interrupted_training(cli: Cli, files: Path) -> None:
+    pipe, path = load_pipeline(str(files / "grouped.py"))
+    with pytest.raises(KeyboardInterrupt):
+        train_groups(pipe, files / "sales.parquet", ["segment"], workers=0,
+                     store=files / ".conveyor" / "conveyor.db",
+                     artifacts=files / ".conveyor" / "artifacts", pipeline_file=str(path),
+                     hooks=[_Interrupt()])  # fmt: skip
+    resumed = cli("resume", "--workers", "0")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "3 groups trained, 0 failed" in resumed.stdout and "continuing run" in resumed.stderr
+    finished = cli("resume")
+    assert finished.returncode == 2 and "is finished" in finished.stderr

@@ -11,10 +11,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from conveyor.core.units import RunState
+from conveyor.core.units import RunState, UnitState
 from conveyor.definition.loader import load_pipeline
 from conveyor.errors import InputError, UsageError
 from conveyor.ml.groups import fixed_params, load_model_set, redrive_groups, train_groups
+from conveyor.scheduling.hooks import Hooks
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 sys.path.insert(0, str(RESOURCES))
@@ -181,3 +182,31 @@ def test_a_group_too_small_to_split_fails_alone(tmp_path: Path) -> None:
                           artifacts=tmp_path / "a", workers=0)  # fmt: skip
     assert set(result.groups) == {"segment=a", "segment=b", "segment=c"}
     assert "too few to split into train and valid" in result.failed["segment=tiny"]
+
+
+class _StopAfter(Hooks):
+    """Interrupts the run (as Ctrl-C would) once ``count`` units are done."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def units_advanced(self, step: str, state: UnitState, count: int) -> None:
+        self.count -= count
+        if self.count <= 0:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_training_is_continued_and_refits_only_what_was_left(
+    sales: Path, tmp_path: Path, peek: Peek
+) -> None:
+    store = tmp_path / "ledger.db"
+    kwargs: dict[str, Any] = {"store": store, "artifacts": tmp_path / "a", "workers": 0}
+    with pytest.raises(KeyboardInterrupt):
+        train_groups(grouped.pipe, sales, ["segment", "location"], hooks=[_StopAfter(2)],
+                     **kwargs)  # fmt: skip
+    ran = peek(str(store), RAN)[0][0]
+    assert 2 <= ran < 6
+    resumed = train_groups(grouped.pipe, sales, ["segment", "location"], **kwargs)
+    assert resumed.state is RunState.COMPLETED and set(resumed.groups) == GROUPS
+    assert peek(str(store), "SELECT count(*) FROM runs") == [(1,)]  # the same run, continued
+    assert peek(str(store), RAN) == [(6,)]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import pickle
 import threading
 import time
@@ -178,13 +179,34 @@ def group_pipeline(pipeline: Pipeline, settings: GroupSettings) -> Pipeline:
     spec, metrics = choose_model(pipeline, settings.model)
     synthesized = Pipeline(f"{pipeline.name}.{spec.name}.groups")
     version = step_version(spec, metrics, settings)
+    coordinator = os.getpid()
 
     def fit(item: Any) -> dict[str, Any]:
+        if os.getpid() != coordinator:
+            one_thread_per_worker()
         return fit_item(spec, metrics, settings, version, item.id, item.frame)
 
     fit.__name__ = fit.__qualname__ = spec.name
     synthesized.step(retries=spec.retries, version=version)(fit)
     return synthesized
+
+
+_LIMITED: set[int] = set()
+
+
+def one_thread_per_worker() -> None:
+    """Limit BLAS and OpenMP to one thread in this worker process (once per process), as
+    joblib and Ray do: the groups already run in parallel, one per worker, and a worker's
+    libraries each starting a thread per core would oversubscribe the machine (several times
+    slower for small fits)."""
+    if os.getpid() in _LIMITED:
+        return
+    _LIMITED.add(os.getpid())
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn brings it; without it the libraries keep their threads
+        return
+    threadpool_limits(limits=1)
 
 
 def step_version(spec: ModelSpec, metrics: Sequence[MetricSpec], settings: GroupSettings) -> str:

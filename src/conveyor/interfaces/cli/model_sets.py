@@ -16,6 +16,8 @@ from conveyor.interfaces.cli.app import EXIT_FAILED_UNITS, err, out, plural
 from conveyor.observability.report import seconds, step_table
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from conveyor.core.units import RunInfo
     from conveyor.definition.pipeline import Pipeline
     from conveyor.ml.groups import GroupTraining
@@ -95,6 +97,30 @@ def redrive(
         )
     result = redrive_groups(pipe, run.id, store=ledger, workers=workers,
                             hooks=[RichProgress(err)] if progress else [])  # fmt: skip
+    _finish(result, False)
+
+
+def resume(
+    ledger: Store, run: RunInfo, pipe: Pipeline, path: Path, *, workers: int | None,
+    progress: bool,
+) -> None:  # fmt: skip
+    """Continue an interrupted per-group training: the same training again adopts it."""
+    from conveyor.ml.groups import GroupSettings
+    from conveyor.ml.groups import train_groups as run_groups
+    from conveyor.observability.progress import RichProgress
+    from conveyor.scheduling.coordinator import check_resumable
+
+    check_resumable(run, run.pipeline, run.signature)  # finished, or still running: refused
+    settings = GroupSettings.from_run(run)
+    result = run_groups(
+        pipe, settings.input, settings.group_by, model=settings.model, buckets=settings.buckets,
+        trials=settings.trials, seed=settings.seed, shares=settings.shares, store=ledger,
+        artifacts=settings.artifacts, workers=workers, pipeline_file=str(path),
+        hooks=[RichProgress(err)] if progress else [],
+    )  # fmt: skip
+    if result.run_id != run.id:
+        err.print(f"[yellow]run {run.id} could not be continued (its table or code changed): "
+                  f"trained as run {result.run_id}, finished groups cached[/]")  # fmt: skip
     _finish(result, False)
 
 

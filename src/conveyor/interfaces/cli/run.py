@@ -197,6 +197,8 @@ def resume(
     from conveyor.observability.progress import RichProgress
 
     ledger, run, pipe, path = stored_run(store, run_id, "pipe.run(..., resume=RUN)")
+    if model_sets.is_group_training(run):  # conveyor train --group-by: the same training again
+        return model_sets.resume(ledger, run, pipe, path, workers=workers, progress=progress)
     options = run.options
     report = run_pipeline(
         pipe,
