@@ -110,7 +110,7 @@ def resume(
     from conveyor.observability.progress import RichProgress
     from conveyor.scheduling.coordinator import check_resumable
 
-    check_resumable(run, run.pipeline, run.signature)  # finished, or still running: refused
+    check_resumable(run, run.pipeline, run.signature or "")  # finished or still running: no
     settings = GroupSettings.from_run(run)
     result = run_groups(
         pipe, settings.input, settings.group_by, model=settings.model, buckets=settings.buckets,
