@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data/licenses
 
-.PHONY: example train-example test lint bench bench-peers bench-http bench-observability bench-ml clean
+.PHONY: example example-prices train-example test lint bench bench-peers bench-http bench-observability bench-ml clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ train-example: $(BIN)/python
 	$(BIN)/conveyor train examples/rain/pipeline.py --time-column day \
 		--cutoffs train=9000,valid=10500 --trials 20 --workers 2
 	$(BIN)/conveyor datasets show early_years
+
+# One model per country of Gapminder's table (from the installed bokeh-sampledata): a model set.
+example-prices: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[examples]'
+	$(BIN)/python examples/prices/prepare.py data
+	$(BIN)/conveyor train examples/prices/pipeline.py --input data/gapminder.parquet --group-by country
 
 # Install with the development extras; lint, type-check and run every test.
 test: $(BIN)/python

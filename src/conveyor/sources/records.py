@@ -223,13 +223,21 @@ def groups(
         )
     grouped = frame.groupby(list(columns), sort=True, dropna=False)
     if not buckets:
+        # Each row's hash does not depend on the other rows: hashing the table once and taking
+        # each group's rows gives the key hashing every group would, in a fraction of the time.
+        frame = frame.reset_index(drop=True)
+        grouped = frame.groupby(list(columns), sort=True, dropna=False)
+        rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
         for values, group in grouped:
             fields = dict(zip(columns, _as_tuple(values), strict=True))
-            yield _group_item(_group_id(columns, values), fields, group.reset_index(drop=True))
+            hashed = rows[group.index.to_numpy()].tobytes()
+            yield _group_item(
+                group_id(columns, values), fields, group.reset_index(drop=True), hashed
+            )
         return
     packed: dict[int, list[pd.DataFrame]] = {}
     for values, group in grouped:
-        item_id = _group_id(columns, values)
+        item_id = group_id(columns, values)
         bucket = int(hashlib.blake2b(item_id.encode(), digest_size=8).hexdigest(), 16) % buckets
         packed.setdefault(bucket, []).append(group)
     width = len(str(buckets - 1))
@@ -240,7 +248,7 @@ def groups(
         yield _group_item(f"bucket-{bucket:0{width}d}", fields, merged)
 
 
-def _group_id(columns: tuple[str, ...], values: Any) -> str:
+def group_id(columns: tuple[str, ...], values: Any) -> str:
     """``a=1/b=x``: stable whatever dtype pandas inferred (``1.0`` is written ``1``, a missing
     value ``<missing>``, apart from an empty string), so one empty cell does not rename every
     other group."""
@@ -263,10 +271,13 @@ def _as_tuple(values: Any) -> tuple[Any, ...]:
     return values if isinstance(values, tuple) else (values,)
 
 
-def _group_item(item_id: str, fields: dict[str, Any], frame: pd.DataFrame) -> SourceItem:
+def _group_item(
+    item_id: str, fields: dict[str, Any], frame: pd.DataFrame, hashed: bytes | None = None
+) -> SourceItem:
     import pandas as pd
 
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    if hashed is None:
+        hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
     key = digest(item_id.encode(), repr(list(frame.columns)).encode(), hashed)
     fields = {k: (v.item() if hasattr(v, "item") else v) for k, v in fields.items()}
     return SourceItem(item_id, ItemKind.GROUP, key, pickle.dumps((fields, frame)))

@@ -127,7 +127,8 @@ def stored_run(
 
     ledger = open_store(store, create=False)
     run = ledger.get_run(run_id)
-    if run.options.get("training"):
+    training = run.options.get("training")
+    if isinstance(training, dict) and training.get("kind") != "groups":  # a search's study
         raise UsageError(
             f"run {run.id} is a study of 'conveyor train'; continue it with 'conveyor resume "
             f"{run.id}' or the same 'conveyor train' command"

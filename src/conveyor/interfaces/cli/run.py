@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from conveyor.core.units import RunState
+from conveyor.interfaces.cli import model_sets
 from conveyor.interfaces.cli.app import (
     EXIT_FAILED_UNITS,
     alarm_rules,
@@ -199,6 +200,8 @@ def resume(
     if resume_training(store, run_id, workers):
         return  # a study of 'conveyor train', continued as that command would
     ledger, run, pipe, path = stored_run(store, run_id, "pipe.run(..., resume=RUN)")
+    if model_sets.is_group_training(run):  # conveyor train --group-by: the same training again
+        return model_sets.resume(ledger, run, pipe, path, workers=workers, progress=progress)
     options = run.options
     report = run_pipeline(
         pipe,
@@ -271,6 +274,9 @@ def redrive(
     ledger, run, pipe, _ = stored_run(
         store, run_id, "conveyor.interfaces.api.redrive_run(pipe, RUN)"
     )
+    if model_sets.is_group_training(run):  # conveyor train --group-by: refit, new model set
+        return model_sets.redrive(ledger, run, pipe, step=step, error=error, workers=workers,
+                                  progress=progress)  # fmt: skip
     report = redrive_run(
         pipe,
         run.id,

@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.errors import InputError, UsageError
-from conveyor.interfaces.cli.app import EXIT_FAILED_UNITS, err, handled, out
+from conveyor.interfaces.cli import model_sets
+from conveyor.interfaces.cli.app import EXIT_FAILED_UNITS, err, handled, out, split_list
 from conveyor.interfaces.cli.options import (
     ExecutorOpt,
     JsonOpt,
@@ -160,9 +161,13 @@ def train(
     artifacts: ArtifactsOpt = None,
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
+    group_by: model_sets.GroupByOpt = None,
+    buckets: model_sets.BucketsOpt = None,
+    group_trials: model_sets.GroupTrialsOpt = 1,
 ) -> None:
     """Search a model's parameters, each trial a unit of work: a second run reruns no trial,
-    more --trials run only the new ones, and a killed search continues where it stopped."""
+    more --trials run only the new ones, and a killed search continues where it stopped.
+    With --group-by: one model per group of the table, a model set."""
     from conveyor.definition.loader import load_pipeline
     from conveyor.ml.training import train as run_training
 
@@ -170,6 +175,18 @@ def train(
         raise UsageError(f"--trials {trials}: give at least 1 trial")
     if workers is not None and workers < 0:
         raise UsageError(f"--workers {workers}: give 0 (inline) or more workers")
+    if group_by or buckets is not None or group_trials != 1:  # per-group models: a model set
+        if not group_by:
+            raise UsageError("--buckets and --group-trials need --group-by COLUMNS")
+        if trials is not None:
+            raise UsageError("--trials sizes one search; with --group-by give --group-trials N")
+        if input is None:
+            raise UsageError("--group-by needs --input: the table whose groups get a model each")
+        return model_sets.train_groups(
+            pipeline, input, split_list(group_by), buckets=buckets, trials=group_trials,
+            workers=workers, seed=seed, model=model, store=store, artifacts=artifacts,
+            as_json=as_json,
+        )  # fmt: skip
     if input is not None and dataset is not None:
         raise UsageError("--input and --dataset both name the data; give one")
     options = _split_options(split, time_column, cutoffs)
@@ -288,8 +305,8 @@ def resume_training(store: str | None, run_id: str | None, workers: int | None) 
         started = ledger.get_run(run_id).options.get("training")
     finally:
         ledger.close()
-    if not isinstance(started, dict):
-        return False
+    if not isinstance(started, dict) or started.get("kind") == "groups":
+        return False  # not a study (a per-group training is resumed by model_sets)
     flags = {k: v for k, v in started.items() if k in _RESUMED}
     if workers is not None:
         flags["workers"] = workers
