@@ -41,7 +41,6 @@ from conveyor.ml.artifacts import ArtifactStore
 from conveyor.ml.datasets import fingerprint
 from conveyor.ml.search import FinishedTrial, Search
 from conveyor.ml.splits import assign
-from conveyor.ml.training import TRAINING_SHARES
 from conveyor.ml.training import _model as choose_model
 from conveyor.scheduling.coordinator import (
     Coordinator,
@@ -74,6 +73,8 @@ MODEL_SET_FORMAT = "conveyor.model-set/1"
 #: Bumped when what a group's unit computes changes, so results of older code are not reused.
 GROUP_FORMAT = "1"
 #: The key of a per-group training's settings in its run's options.
+#: How each group's rows are split: groups are small, so no golden part is held out of them.
+GROUP_SHARES: Mapping[str, float] = {"train": 0.8, "valid": 0.2}
 OPTIONS_KEY = "training"
 
 
@@ -90,7 +91,7 @@ class GroupSettings:
     buckets: int | None = None
     trials: int = 1
     seed: int = 0
-    shares: Mapping[str, float] = field(default_factory=lambda: dict(TRAINING_SHARES))
+    shares: Mapping[str, float] = field(default_factory=lambda: dict(GROUP_SHARES))
 
     def to_json(self) -> dict[str, Any]:
         """The settings as the run's options record them."""
@@ -113,7 +114,7 @@ class GroupSettings:
             model=found["model"], group_by=tuple(found["group_by"]), input=found["input"],
             artifacts=found["artifacts"], data_version=found["data_version"],
             buckets=found.get("buckets"), trials=int(found.get("trials", 1)),
-            seed=int(found.get("seed", 0)), shares=dict(found.get("shares") or TRAINING_SHARES),
+            seed=int(found.get("seed", 0)), shares=dict(found.get("shares") or GROUP_SHARES),
         )  # fmt: skip
 
 
@@ -330,7 +331,7 @@ def train_groups(
     buckets: int | None = None,
     trials: int = 1,
     seed: int = 0,
-    shares: Mapping[str, float] = TRAINING_SHARES,
+    shares: Mapping[str, float] = GROUP_SHARES,
     store: str | Path | Store | None = None,
     artifacts: str | Path | None = None,
     workers: int | None = 2,
