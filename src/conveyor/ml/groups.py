@@ -72,9 +72,9 @@ __all__ = [
 MODEL_SET_FORMAT = "conveyor.model-set/1"
 #: Bumped when what a group's unit computes changes, so results of older code are not reused.
 GROUP_FORMAT = "1"
-#: The key of a per-group training's settings in its run's options.
 #: How each group's rows are split: groups are small, so no golden part is held out of them.
 GROUP_SHARES: Mapping[str, float] = {"train": 0.8, "valid": 0.2}
+#: The key of a per-group training's settings in its run's options.
 OPTIONS_KEY = "training"
 
 
