@@ -63,7 +63,7 @@ def test_resume_after_the_coordinator_is_killed(tmp_path: Path) -> None:
         (docs / f"d{i:02d}.txt").write_text("poison" if i == 17 else "a b c " * (i + 1))
     ledger = tmp_path / ".conveyor" / "conveyor.db"
 
-    first = conveyor("run", "pipeline.py", "-i", "docs", "-w", "2", cwd=tmp_path, slow="0.05")
+    first = conveyor("run", "pipeline.py", "-i", "docs", "-w", "2", cwd=tmp_path, slow="0.2")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if (
