@@ -330,3 +330,21 @@ def metric_main(
         table=table,
         scratch_prefix=scratch_prefix,
     )
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (a command's workers), read from ``/proc``."""
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The command name in field 2 may hold spaces or parentheses: split after it.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found

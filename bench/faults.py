@@ -148,22 +148,6 @@ Results = _common.Results[Config, Row]
 # ------------------------------------------------------------------------------------------------
 
 
-def children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (the coordinator's workers), read from ``/proc``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # The command name in field 2 may hold spaces or parentheses: split after it.
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 def query(ledger: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` on the ledger, or none while it does not exist or cannot be read yet."""
     if not ledger.exists():
@@ -298,7 +282,7 @@ def recovery_run(
                 ):
                     break
                 time.sleep(0.1)
-            workers = children(proc.pid)
+            workers = _common.children(proc.pid)
             if proc.poll() is not None or len(workers) != cfg.workers:
                 raise RuntimeError(
                     f"no workers to kill (run exited {proc.returncode}, children {workers}); "
@@ -310,7 +294,7 @@ def recovery_run(
             # The replacement: a new child of the coordinator.
             replaced_after: float | None = None
             while time.time() - kill_at < 5.0 and proc.poll() is None:
-                if set(children(proc.pid)) - set(workers):
+                if set(_common.children(proc.pid)) - set(workers):
                     replaced_after = time.time() - kill_at
                     break
                 time.sleep(0.002)
@@ -695,7 +679,7 @@ def chaos_run(cfg: Config, folder: Path, rng: random.Random) -> dict[str, Any]:
                     proc = start_cli(again, folder, log)
                     continue
                 if worker_at and progress >= worker_at[0]:
-                    workers = children(proc.pid)
+                    workers = _common.children(proc.pid)
                     if workers:
                         try:
                             os.kill(rng.choice(workers), signal.SIGKILL)

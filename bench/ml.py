@@ -266,21 +266,6 @@ WHERE u.step = 'trial' ORDER BY u.id
 """
 
 
-def children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (the command's workers), read from ``/proc``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 def alive(pid: int) -> bool:
     """Whether ``pid`` still runs (a zombie does not)."""
     try:
@@ -338,7 +323,7 @@ def kill_mid_study(command: list[str], folder: Path, ledger: Path, at: int) -> d
                 time.sleep(0.02)
             if proc.poll() is not None:
                 raise RuntimeError(f"conveyor train ended before the kill ({proc.returncode})")
-            workers = children(proc.pid)
+            workers = _common.children(proc.pid)
             proc.send_signal(signal.SIGKILL)
             killed_at = time.time()
             proc.wait(timeout=60)
