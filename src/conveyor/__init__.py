@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.units import RunReport, RunState, UnitState
-from conveyor.definition import search
+from conveyor.definition import gate, search
 from conveyor.definition.pipeline import Pipeline
 from conveyor.definition.retry import Retry
 from conveyor.errors import (
@@ -55,6 +55,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "checks",
+    "gate",
     "report",
     "search",
 ]

@@ -7,28 +7,34 @@
 
     @pipe.metric
     def roc_auc(forest, valid) -> float: ...
+
+``gate=`` sets the rules a challenger must pass against the champion (``cv.gate``), and
+``label=`` names the label column, with which the gate's bootstrap predicts once per model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from conveyor.definition.gate import DIRECTIONS, Policy, Rule, default_direction, policy
 from conveyor.definition.search import Space, spaces
-from conveyor.definition.step import code_version, function_parameters
+from conveyor.definition.step import code_version, did_you_mean, function_parameters
 from conveyor.errors import DefinitionError
 
 F = TypeVar("F", bound=Callable[..., Any])
-#: The directions a metric can be optimised in.
-DIRECTIONS = ("maximize", "minimize")
 #: The samplers a search can use.
 SAMPLERS = ("tpe", "random")
 #: The pruners a model can name (or pass an Optuna pruner that decides from finished trials).
 PRUNERS = ("median", "percentile")
-_OPTIONS = ("metric", "direction", "search", "trials", "sampler", "retries", "dataset", "pruner")
+_OPTIONS = (
+    "metric", "direction", "search", "trials", "sampler", "retries", "dataset", "pruner",
+    "gate", "label",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,11 @@ class ModelSpec:
     #: Stops unpromising trials early from what ``cv.report`` tells: None, a name of
     #: :data:`PRUNERS`, or an Optuna pruner object.
     pruner: object = None
+    #: The rules its challengers must pass against the champion; None: the default of
+    #: :func:`gate_policy` (not worse on its metric, beyond the noise).
+    gate: Policy | None = None
+    #: The label column, with which the gate predicts once per model for its bootstrap.
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,12 +122,59 @@ def model_spec(fn: Callable[..., Any], options: Mapping[str, Any]) -> ModelSpec:
     dataset = options.get("dataset")
     if dataset is not None and (not isinstance(dataset, str) or not dataset):
         raise DefinitionError(f"{where}: dataset={dataset!r} must name a @pipe.dataset function")
+    label = options.get("label")
+    if label is not None and (not isinstance(label, str) or not label):
+        raise DefinitionError(
+            f"{where}: label={label!r} must name the label column, e.g. label='rain'"
+        )
     return ModelSpec(
         name=name, fn=fn, metric=metric, direction=direction,
         search=spaces(where, options.get("search")), trials=trials, sampler=sampler,
         retries=retries, code_version=code_version(fn), dataset=dataset,
         pruner=_pruner(where, options.get("pruner")),
+        gate=_gate(where, options.get("gate"), metric, direction), label=label,
     )  # fmt: skip
+
+
+def _gate(where: str, gate: object, metric: str, direction: str) -> Policy | None:
+    """``gate=``: None, a :class:`Policy`, or a list of rules (a policy of its defaults)."""
+    if gate is None:
+        return None
+    if isinstance(gate, Rule):
+        gate = [gate]
+    if isinstance(gate, list | tuple):
+        chosen = policy(*gate)
+    elif isinstance(gate, Policy):
+        chosen = gate
+    else:
+        raise DefinitionError(
+            f"{where}: gate={gate!r} must be cv.gate.policy(...) or a list of "
+            f"cv.gate.rule(...), e.g. gate=[cv.gate.rule({metric!r}, floor=0.7)]"
+        )
+    own = chosen.rule_for(metric)
+    if own is not None and own.direction not in (None, direction):
+        raise DefinitionError(
+            f"{where}: gate rule on {metric!r} says direction={own.direction!r} but the "
+            f"model's direction is {direction!r}; leave the rule's direction out"
+        )
+    return chosen
+
+
+def gate_policy(spec: ModelSpec) -> Policy:
+    """The gate ``spec``'s challengers pass, every rule's direction filled in: its ``gate=``,
+    or by default one rule on its metric: not worse (``min_absolute=0``) and better beyond
+    the noise, at 95% confidence over 1000 resamples, seed 0."""
+    if spec.gate is None:
+        return Policy((Rule(spec.metric, min_absolute=0.0, noise=True,
+                            direction=spec.direction),))  # fmt: skip
+    rules = []
+    for given in spec.gate.rules:
+        if given.direction is None:
+            own = given.metric == spec.metric
+            direction = spec.direction if own else default_direction(given.metric)
+            given = dataclasses.replace(given, direction=direction)
+        rules.append(given)
+    return dataclasses.replace(spec.gate, rules=tuple(rules))
 
 
 def _pruner(where: str, pruner: object) -> object:
@@ -210,6 +268,16 @@ def check_models(
                 f"model {model.name!r}: metric {model.metric!r} scores {chosen.model!r}; "
                 f"rename its first parameter to {model.name!r}"
             )
+        own = [m.name for m in metrics.values() if m.model == model.name]
+        for gated in () if model.gate is None else model.gate.rules:
+            if gated.metric not in own:
+                raise DefinitionError(
+                    f"model {model.name!r}: its gate has a rule on {gated.metric!r}, which "
+                    f"is not a @pipe.metric of {model.name!r}"
+                    f"{did_you_mean(gated.metric, own)} (its metrics: {', '.join(own)}); "
+                    f"define '@pipe.metric def {gated.metric}({model.name}, valid)' or fix "
+                    f"the rule's name"
+                )
 
 
 class ModelsMixin:
@@ -236,7 +304,9 @@ class ModelsMixin:
         ``direction`` (``"maximize"`` or ``"minimize"``), ``search`` (parameter name to
         ``cv.search`` space), ``trials``, ``sampler`` (``"tpe"`` or ``"random"``),
         ``retries`` (per trial), ``dataset`` (the ``@pipe.dataset`` it trains on), ``pruner``
-        (``"median"``, ``"percentile"`` or an Optuna pruner, fed by ``cv.report``)."""
+        (``"median"``, ``"percentile"`` or an Optuna pruner, fed by ``cv.report``), ``gate``
+        (``cv.gate.policy(...)`` or a list of ``cv.gate.rule(...)``: what a challenger must
+        show against the champion) and ``label`` (the label column)."""
 
         def decorate(fn: F) -> F:
             spec = model_spec(fn, options)
