@@ -147,13 +147,14 @@ class Predictions:
         self.model, self.label = model, label
         self.y = frame[label].to_numpy()
         names = getattr(model, "feature_names_in_", None)
+        self.features: Any = frame.drop(columns=[label])
         if names is not None:
             missing = [str(n) for n in names if str(n) not in frame.columns]
             if missing:
                 raise NoPredictionPath(f"the golden table lacks features {missing}")
             self.features = frame[[str(n) for n in names]]
-        else:
-            self.features = frame.drop(columns=[label])
+        elif hasattr(model, "n_features_in_"):
+            self.features = self.features.to_numpy()  # fitted on an array, without names
         self._kept: dict[str, np.ndarray] = {}
 
     def get(self, kind: str) -> np.ndarray:
@@ -182,7 +183,10 @@ class PredictionScorer:
     """A known metric computed for many resamples at once from one prediction: the counts of
     each row weigh a per-row loss, or the positives and negatives of a rank statistic."""
 
-    def __init__(self, kind: str, predictions: Predictions) -> None:
+    def __init__(self, metric: str, predictions: Predictions) -> None:
+        kind = KNOWN_METRICS.get(metric)
+        if kind is None:
+            raise NoPredictionPath(f"{metric!r} is not a metric the prediction path knows")
         self.kind = kind
         y = predictions.y
         self.rows = len(y)

@@ -334,18 +334,17 @@ def _fast_pair(
     """Scorers from one prediction per model for a known metric, when they give the metric
     function's own values on the whole golden table; else None (the metric function is
     called on every resample)."""
-    kind = KNOWN_METRICS.get(metric.name)
-    if kind is None:
+    if metric.name not in KNOWN_METRICS:
         return None
     scorers = []
     try:
         for model, point in zip(predictions, (ours, theirs), strict=True):
-            scorer = PredictionScorer(kind, model)
+            scorer = PredictionScorer(metric.name, model)
             rows = len(model.y)
             value = float(scorer(np.arange(rows)[None, :], np.ones((1, rows)))[0])
             if not math.isclose(value, point, rel_tol=_AGREE, abs_tol=1e-12):
                 raise NoPredictionPath(
-                    f"{kind} from the predictions is {value!r}, the metric function says {point!r}"
+                    f"from the predictions it is {value!r}, the metric function says {point!r}"
                 )
             scorers.append(scorer)
     except NoPredictionPath as why:
