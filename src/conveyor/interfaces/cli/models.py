@@ -150,10 +150,10 @@ def show(
         _dump({**record.to_dict(), "aliases": held, "exports": [e.to_dict() for e in exports]})
         return
     for line in _lineage_lines(record, held):
-        out.print(line, soft_wrap=True)
+        out.print(line)
     out.print(metrics_table(record.metrics))
     if record.gate is not None:
-        out.print(gate_summary(record.gate), soft_wrap=True)
+        out.print(gate_summary(record.gate))
         out.print(gate_table(record.gate))
     if exports:
         out.print("exports:")
@@ -232,12 +232,12 @@ def gate_summary(verdict: Mapping[str, Any]) -> str:
         where += f" ({rows:,} rows{', rescored' if verdict.get('rescored') else ''})"
     confidence = verdict.get("confidence")
     noise = (
-        f"; {confidence:.0%} intervals over {verdict.get('resamples', 0):,} resamples, "
+        f"; {confidence:.0%} intervals, {verdict.get('resamples', 0):,} resamples, "
         f"seed {verdict.get('seed')}"
         if isinstance(confidence, int | float)
         else ""
     )
-    return f"gate: {state} against {against} on {where}{noise}"
+    return f"gate: {state} vs {against} on {where}{noise}"
 
 
 def gate_table(verdict: Mapping[str, Any]) -> Table:
