@@ -244,8 +244,8 @@ class Registry:
         stack = holders(moves)
         if len(stack) < 2:
             raise UsageError(
-                f"alias {alias} of {name} has no previous holder (it holds {stack[-1]}, "
-                f"promoted with nothing before it); promote another version instead"
+                f"alias {alias} of {name} has no previous holder (it holds {stack[-1]}, the "
+                f"first version it pointed at); promote another version instead"
             )
         return self.store.move_alias(
             name=name, alias=alias, seq=len(moves) + 1, from_version=stack[-1],
