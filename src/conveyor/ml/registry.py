@@ -94,6 +94,11 @@ class Registry:
     def __repr__(self) -> str:
         return f"Registry({self.store.location!r})"
 
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store new bytes go to (the one given, else the default)."""
+        return self._place(None)
+
     def close(self) -> None:
         """Close the ledger, if this registry opened it."""
         if self._owned:
@@ -154,6 +159,10 @@ class Registry:
         model or alias, if there is none."""
         name, tail = parse_ref(ref)
         return self._version_of(name, LATEST if tail is None else tail)
+
+    def find(self, name: str, artifact: str) -> ModelVersion | None:
+        """The version of ``name`` registered with ``artifact``, if any (a rerun's model)."""
+        return self.store.model_version_of(name, artifact)
 
     def get(self, ref: str) -> LoadedModel:
         """The version ``ref`` names with its model loaded (see :meth:`load`)."""

@@ -38,6 +38,7 @@ from conveyor.ml.splits import DEFAULT_SHARES, split, split_by_time
 from conveyor.ml.tables import Table, num_rows
 
 if TYPE_CHECKING:
+    from conveyor.ml.release import Release
     from conveyor.scheduling.stream import Stream
 
 #: The shares a training table is split into when none are given: the golden split is kept
@@ -113,6 +114,8 @@ class TrainingResult:
     lineage: dict[str, Any]
     #: The digest of the lineage JSON in the artifact store (None when every trial failed).
     lineage_artifact: str | None = None
+    #: The best model gated, registered and aliased (None when not registered).
+    release: Release | None = None
 
     @property
     def computed(self) -> int:
@@ -305,6 +308,8 @@ def train(
     on_trial: Callable[[Trial], object] | None = None,
     on_progress: Callable[[Progress], object] | None = None,
     run_options: Mapping[str, Any] | None = None,
+    register: bool = True,
+    promote: bool = False,
 ) -> TrainingResult:
     """Search ``model``'s parameters, each trial a unit on ``workers`` processes (or Ray with
     ``backend="ray"``), and save the best trial's model with its lineage. The data is
@@ -312,7 +317,10 @@ def train(
     golden by ``shares`` (a hash of ``id_column`` or of each row) or by ``time_column`` at
     ``cutoffs``. ``on_trial`` is called with each trial as it finishes, ``on_progress`` with
     where the search stands as trials start and end. ``run_options`` are recorded with a new
-    study run (how ``conveyor resume`` continues it)."""
+    study run (how ``conveyor resume`` continues it). With ``register``, the best model is
+    gated against the champion on the golden split and registered (see
+    :mod:`conveyor.ml.release`), and promoted to champion when ``promote`` and the gate
+    passes."""
     from conveyor.scheduling.lanes import check_backend
     from conveyor.scheduling.stream import Stream
 
@@ -343,18 +351,42 @@ def train(
         run_id = stream.run_id
     done = driver.ordered()
     best = _best(done, spec.direction)
-    lineage = _lineage(spec, metrics, data, best, run_id, seed)
+    lineage = _lineage(spec, metrics, data, best, run_id, seed, len(done))
     lineage_artifact = None
+    released = None
     if best is not None:
         lineage_artifact = store_art.put_bytes(
             json.dumps(lineage, sort_keys=True, default=str).encode()
         )
+        if register and best.model is not None:
+            released = _release(spec, metrics, data, best, lineage, run_id, store, store_art,
+                                promote)  # fmt: skip
     return TrainingResult(
         model=spec.name, metric=spec.metric, run_id=run_id, data_version=data.version,
         direction=spec.direction, trials=done, best=best,
         artifact=None if best is None else best.model, lineage=lineage,
-        lineage_artifact=lineage_artifact,
+        lineage_artifact=lineage_artifact, release=released,
     )  # fmt: skip
+
+
+def _release(
+    spec: ModelSpec, metrics: list[MetricSpec], data: TrainingData, best: Trial,
+    lineage: Mapping[str, Any], run_id: str, store: str | Path | None,
+    artifacts: ArtifactStore, promote: bool,
+) -> Release:  # fmt: skip
+    import cloudpickle
+
+    from conveyor.ml.registry import Registry
+    from conveyor.ml.release import release
+
+    assert best.model is not None
+    model = cloudpickle.loads(artifacts.get_bytes(best.model))
+    golden = data.tables.get("golden") if data.golden is not None else None
+    with Registry(store, artifacts.location) as registry:
+        return release(
+            registry, spec, metrics, model=model, artifact=best.model, lineage=lineage,
+            valid=best.metrics, golden=golden, run_id=run_id, promote=promote,
+        )  # fmt: skip
 
 
 class _Driver:
@@ -502,7 +534,7 @@ def _best(trials: list[Trial], direction: str) -> Trial | None:
 
 def _lineage(
     spec: ModelSpec, metrics: list[MetricSpec], data: TrainingData, best: Trial | None,
-    run_id: str, seed: int,
+    run_id: str, seed: int, trials: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Where the best model came from, for the registry: data, split, code, metrics, run."""
     packages = {"python": sys.version.split()[0]}
@@ -519,5 +551,6 @@ def _lineage(
         "code_versions": {spec.name: spec.code_version,
                           **{m.name: m.code_version for m in metrics}},
         "run_id": run_id, "seed": seed, "trial": None if best is None else best.number,
+        "trials": trials, "label": spec.label,
         "artifact": None if best is None else best.model, "packages": packages,
     }  # fmt: skip

@@ -383,6 +383,10 @@ class ModelRegistry(Protocol):
         the versions there are) if there is none."""
 
     @abc.abstractmethod
+    def model_version_of(self, name: str, artifact: str) -> ModelVersion | None:
+        """The version of model ``name`` whose artifact is ``artifact``, if one is registered."""
+
+    @abc.abstractmethod
     def model_versions(self, name: str, *, limit: int = 50, offset: int = 0) -> list[ModelVersion]:
         """The versions of model ``name``, the newest first, ``limit`` from ``offset``;
         ModelNotFound if the model has none."""

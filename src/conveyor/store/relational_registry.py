@@ -109,6 +109,11 @@ class RelationalRegistry(SQLConnection):
             raise ModelNotFound(self._missing_model(name, version))
         return _version(row)
 
+    def model_version_of(self, name: str, artifact: str) -> ModelVersion | None:
+        args = {"name": name, "artifact": artifact}
+        row = self._execute("model_version_by_artifact", args).fetchone()
+        return None if row is None else _version(row)
+
     def model_versions(self, name: str, *, limit: int = 50, offset: int = 0) -> list[ModelVersion]:
         if limit < 0 or offset < 0:
             raise UsageError(f"limit {limit} and offset {offset} must not be negative")

@@ -28,13 +28,16 @@ if TYPE_CHECKING:
     from conveyor.store import Store
 
 EXIT_OK, EXIT_FAILED_UNITS, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: ``conveyor train`` finished and registered its model, but the challenger failed its gate.
+EXIT_GATE_FAILED = 4
 
 app = typer.Typer(
     name="conveyor",
     help="Run machine-learning pipelines of plain Python functions over a batch, in parallel, "
     "durably; see what happened; export the results.",
     epilog="Exit codes: 0 completed, 1 completed with failed units, 2 bad usage / pipeline / "
-    "input, 3 ledger unusable, 130 interrupted. Every option reads CONVEYOR_<OPTION> too.",
+    "input, 3 ledger unusable, 4 trained but the challenger failed its gate, 130 interrupted. "
+    "Every option reads CONVEYOR_<OPTION> too.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -53,7 +53,7 @@ def export(
     """Export a model version to ONNX and/or an MLflow directory; each export is recorded
     with the version (exit 2 if the model cannot be exported: nothing is recorded)."""
     from conveyor.ml.export import export_version
-    from conveyor.ml.registry import Registry  # type: ignore[import-not-found, unused-ignore]
+    from conveyor.ml.registry import Registry
 
     with Registry(store, artifacts) as registry:
         exports = export_version(registry, name, version, mlflow=mlflow, onnx=onnx)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from conveyor.core.units import RunInfo
     from conveyor.definition.pipeline import Pipeline
     from conveyor.ml.groups import GroupTraining
+    from conveyor.ml.release import Release
     from conveyor.store import Store
 
 GroupByOpt = Annotated[
@@ -56,8 +57,10 @@ def train_groups(
     store: str | None,
     artifacts: str | None,
     as_json: bool,
+    promote: bool = False,
 ) -> None:
-    """Train one model per group and print the model set (exit 1 if some groups failed)."""
+    """Train one model per group, register the model set, print it (exit 1 if some groups
+    failed); with ``promote`` a complete set becomes the champion."""
     from conveyor.definition.loader import load_pipeline
     from conveyor.ml.groups import train_groups as run_groups
     from conveyor.observability.progress import RichProgress
@@ -72,7 +75,7 @@ def train_groups(
         store=store, artifacts=artifacts, workers=workers, pipeline_file=str(path),
         hooks=[] if as_json else [RichProgress(err)],
     )  # fmt: skip
-    _finish(result, as_json)
+    _finish(result, as_json, store, promote)
 
 
 def is_group_training(run: RunInfo) -> bool:
@@ -97,7 +100,7 @@ def redrive(
         )
     result = redrive_groups(pipe, run.id, store=ledger, workers=workers,
                             hooks=[RichProgress(err)] if progress else [])  # fmt: skip
-    _finish(result, False)
+    _finish(result, False, ledger)
 
 
 def resume(
@@ -121,16 +124,41 @@ def resume(
     if result.run_id != run.id:
         err.print(f"[yellow]run {run.id} could not be continued (its table or code changed): "
                   f"trained as run {result.run_id}, finished groups cached[/]")  # fmt: skip
-    _finish(result, False)
+    _finish(result, False, ledger)
 
 
-def _finish(result: GroupTraining, as_json: bool) -> None:
+def _finish(
+    result: GroupTraining, as_json: bool, store: str | Store | None, promote: bool = False
+) -> None:
+    done = _register(result, store, promote)
     if as_json:
-        print(json.dumps(as_dict(result), indent=2, default=str))
+        print(json.dumps({**as_dict(result), "registered": None if done is None else {
+            "name": done.version.name, "version": done.version.version, "new": done.created,
+            "champion": done.promoted is not None}}, indent=2, default=str))  # fmt: skip
     else:
         show(result)
+        if done is not None:
+            how = "registered" if done.created else "already registered"
+            out.print(f"[bold]{escape(done.version.name)} {done.version.version}[/] {how} "
+                      f"(a model set of {plural(done.version.members, 'group')})")  # fmt: skip
+            if done.promoted is not None:
+                out.print(f"alias [bold]champion[/]: {done.promoted.from_version or 'nobody'} "
+                          f"-> {done.promoted.to_version}")  # fmt: skip
     if result.state is not RunState.COMPLETED:
         raise typer.Exit(EXIT_FAILED_UNITS)
+
+
+def _register(result: GroupTraining, store: str | Store | None, promote: bool) -> Release | None:
+    from conveyor.ml.artifacts import ArtifactStore
+    from conveyor.ml.registry import Registry
+    from conveyor.ml.release import release_model_set
+
+    if result.model_set is None:
+        return None
+    index = json.loads(ArtifactStore(result.artifacts).get_bytes(result.model_set))
+    with Registry(store, result.artifacts) as registry:
+        return release_model_set(registry, result.model, result.model_set, index,
+                                 run_id=result.run_id, promote=promote)  # fmt: skip
 
 
 def as_dict(result: GroupTraining) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from conveyor.interfaces.cli import model_export
 from conveyor.interfaces.cli.app import handled, out, plural
 from conveyor.interfaces.cli.dataset_tables import value, when
 from conveyor.interfaces.cli.options import JsonOpt, StoreOpt
@@ -406,3 +407,4 @@ models.command("diff")(diff)
 models.command("promote")(promote)
 models.command("rollback")(rollback)
 models.command("history")(history)
+models.command("export")(model_export.export)

@@ -14,7 +14,14 @@ from rich.table import Table
 
 from conveyor.errors import InputError, UsageError
 from conveyor.interfaces.cli import model_sets
-from conveyor.interfaces.cli.app import EXIT_FAILED_UNITS, err, handled, out, split_list
+from conveyor.interfaces.cli.app import (
+    EXIT_FAILED_UNITS,
+    EXIT_GATE_FAILED,
+    err,
+    handled,
+    out,
+    split_list,
+)
 from conveyor.interfaces.cli.options import (
     ExecutorOpt,
     JsonOpt,
@@ -27,6 +34,7 @@ from conveyor.interfaces.cli.options import (
 from conveyor.interfaces.cli.trial_progress import TrialProgress
 
 if TYPE_CHECKING:
+    from conveyor.ml.release import Release
     from conveyor.ml.training import TrainingResult, Trial
 
 InputOpt = Annotated[
@@ -74,6 +82,11 @@ ModelOpt = Annotated[
     str | None,
     typer.Option("--model", envvar="CONVEYOR_MODEL", help="Which @pipe.model, if several."),
 ]
+PromoteOpt = Annotated[
+    bool,
+    typer.Option("--promote/--no-promote", envvar="CONVEYOR_PROMOTE",
+                 help="Make the new model the champion when it passes its gate."),
+]  # fmt: skip
 ArtifactsOpt = Annotated[
     str | None,
     typer.Option("--artifacts", envvar="CONVEYOR_ARTIFACTS",
@@ -164,9 +177,12 @@ def train(
     group_by: model_sets.GroupByOpt = None,
     buckets: model_sets.BucketsOpt = None,
     group_trials: model_sets.GroupTrialsOpt = 1,
+    promote: PromoteOpt = False,
 ) -> None:
     """Search a model's parameters, each trial a unit of work: a second run reruns no trial,
     more --trials run only the new ones, and a killed search continues where it stopped.
+    The best model is gated against the champion on the golden split and registered
+    (exit 4 when it fails its gate); --promote makes it the champion when it passes.
     With --group-by: one model per group of the table, a model set."""
     from conveyor.definition.loader import load_pipeline
     from conveyor.ml.training import train as run_training
@@ -185,7 +201,7 @@ def train(
         return model_sets.train_groups(
             pipeline, input, split_list(group_by), buckets=buckets, trials=group_trials,
             workers=workers, seed=seed, model=model, store=store, artifacts=artifacts,
-            as_json=as_json,
+            as_json=as_json, promote=promote,
         )  # fmt: skip
     if input is not None and dataset is not None:
         raise UsageError("--input and --dataset both name the data; give one")
@@ -198,7 +214,7 @@ def train(
         "input": None if input is None else str(Path(input).resolve()), "dataset": dataset,
         "model": model, "trials": trials, "seed": seed, "workers": workers, "split": split,
         "id_field": id_field, "time_column": time_column, "cutoffs": cutoffs,
-        "executor": executor, "ray_address": ray_address,
+        "executor": executor, "ray_address": ray_address, "promote": promote,
     })  # fmt: skip
     view = TrialProgress(enabled=progress and not as_json)
     with view:
@@ -206,12 +222,14 @@ def train(
             pipe, model, table, dataset=dataset, store=store, artifacts=artifacts,
             workers=workers, trials=trials, seed=seed, backend=executor or "local",
             ray_address=ray_address, id_column=id_field, on_progress=view.update,
-            run_options=started, **options,
+            run_options=started, promote=promote, **options,
         )  # fmt: skip
     if as_json:
         print(json.dumps(_as_dict(result), indent=2, default=str))
     else:
         _show(result)
+    if result.release is not None and result.release.passed is False:
+        raise typer.Exit(EXIT_GATE_FAILED)
     if result.failed:
         raise typer.Exit(EXIT_FAILED_UNITS)
 
@@ -223,6 +241,18 @@ def _as_dict(result: TrainingResult) -> dict[str, Any]:
         "artifact": result.artifact, "lineage_artifact": result.lineage_artifact,
         "best": None if result.best is None else _trial(result.best),
         "trials": [_trial(t) for t in result.trials], "lineage": result.lineage,
+        "registered": None if result.release is None else _released(result.release),
+    }  # fmt: skip
+
+
+def _released(done: Release) -> dict[str, Any]:
+    moves = [m for m in (done.challenger, done.promoted) if m is not None]
+    return {
+        "name": done.version.name, "version": done.version.version, "new": done.created,
+        "passed": done.version.passed, "gate": done.version.gate,
+        "moved": [{"alias": m.alias, "from": m.from_version, "to": m.to_version} for m in moves],
+        "export": None if done.export is None else {"format": done.export.format,
+                                                     **done.export.details},
     }  # fmt: skip
 
 
@@ -271,6 +301,34 @@ def _show(result: TrainingResult) -> None:
               f"{result.metric} {result.best.value:.4f})")  # fmt: skip
     out.print(f"model artifact:   {result.artifact}")
     out.print(f"lineage artifact: {result.lineage_artifact}")
+    if result.release is not None:
+        show_release(result.release)
+
+
+def show_release(done: Release) -> None:
+    """The registered version, its gate's table and the aliases it took."""
+    from conveyor.interfaces.cli.models import gate_summary, gate_table
+
+    record = done.version
+    how = "registered" if done.created else "already registered (the same model)"
+    out.print(f"[bold]{escape(record.name)} {record.version}[/] {how}")
+    if record.gate is not None:
+        out.print(gate_summary(record.gate))
+        out.print(gate_table(record.gate))
+    if record.passed is False:
+        err.print(f"[red]the challenger failed its gate[/]: {escape(record.name)} "
+                  f"{record.version} stays challenger; 'conveyor models promote "
+                  f"{escape(record.name)} {record.version} --force' overrides")  # fmt: skip
+    for move in (done.challenger, done.promoted):
+        if move is not None:
+            was = "nobody" if move.from_version is None else str(move.from_version)
+            out.print(f"alias [bold]{escape(move.alias)}[/]: {was} -> {move.to_version}")
+    if done.export is not None:
+        parity = done.export.details.get("parity")
+        out.print(
+            f"exported to {done.export.format}"
+            + (f" (parity: largest difference {parity:.3g})" if parity is not None else "")
+        )
 
 
 def _short(value: Any) -> str:
@@ -317,5 +375,5 @@ def resume_training(store: str | None, run_id: str | None, workers: int | None) 
 #: The options of ``conveyor train`` that ``conveyor resume`` passes on as they were given.
 _RESUMED = (
     "pipeline", "artifacts", "input", "dataset", "model", "trials", "seed", "workers", "split",
-    "id_field", "time_column", "cutoffs", "executor", "ray_address",
+    "id_field", "time_column", "cutoffs", "executor", "ray_address", "promote",
 )  # fmt: skip
