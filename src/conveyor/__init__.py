@@ -18,10 +18,13 @@ from conveyor.definition import search
 from conveyor.definition.pipeline import Pipeline
 from conveyor.definition.retry import Retry
 from conveyor.errors import (
+    AliasConflict,
+    ArtifactCorrupt,
     ConveyorError,
     DataCheckFailed,
     DefinitionError,
     InputError,
+    ModelNotFound,
     RunNotFound,
     StepError,
     StoreError,
@@ -33,16 +36,20 @@ if TYPE_CHECKING:
     from conveyor.ml import checks as checks
     from conveyor.ml.pruning import TrialPruned as TrialPruned
     from conveyor.ml.pruning import report as report
+    from conveyor.ml.registry import registry as registry
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AliasConflict",
+    "ArtifactCorrupt",
     "ConveyorError",
     "DataCheckFailed",
     "DefinitionError",
     "InputError",
     "Item",
     "ItemKind",
+    "ModelNotFound",
     "Pipeline",
     "Retry",
     "RunNotFound",
@@ -55,16 +62,19 @@ __all__ = [
     "UsageError",
     "__version__",
     "checks",
+    "registry",
     "report",
     "search",
 ]
 
 #: Public names loaded on first use: ``cv.checks`` needs pandas, which defining a pipeline
-#: should not pay for. A name maps to its module, or to (module, attribute).
+#: should not pay for (nor for ``cv.registry``'s artifact store). A name maps to its module,
+#: or to (module, attribute).
 _LAZY: dict[str, str | tuple[str, str]] = {
     "checks": "conveyor.ml.checks",
     "report": ("conveyor.ml.pruning", "report"),
     "TrialPruned": ("conveyor.ml.pruning", "TrialPruned"),
+    "registry": ("conveyor.ml.registry", "registry"),
 }
 
 

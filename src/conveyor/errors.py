@@ -82,3 +82,23 @@ class DatasetNotFound(StoreError):
     """No such dataset, or no such version of it, in the ledger."""
 
     exit_code = 2
+
+
+class ModelNotFound(StoreError):
+    """No such model, version or alias in the registry."""
+
+    exit_code = 2
+
+
+class AliasConflict(StoreError):
+    """An alias moved meanwhile: another promotion or rollback took the same place in its
+    history first."""
+
+    exit_code = 3
+
+
+class ArtifactCorrupt(ConveyorError):
+    """A registered model's artifact is missing or does not match its digest: it is not
+    loaded."""
+
+    exit_code = 2

@@ -102,7 +102,7 @@ def test_a_stream_on_a_memory_ledger() -> None:
 def test_every_store_method_belongs_to_one_concern() -> None:
     concerns = [protocols.RunLedger, protocols.ItemLedger, protocols.UnitQueue,
                 protocols.DeadLetters, protocols.Reports, protocols.AlarmLog,
-                protocols.DatasetLedger]  # fmt: skip
+                protocols.DatasetLedger, protocols.ModelRegistry]  # fmt: skip
     owners: dict[str, list[str]] = {}
     for concern in concerns:
         assert concern in Store.__mro__

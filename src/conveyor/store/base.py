@@ -9,6 +9,7 @@ from conveyor.store.protocols import (
     DatasetLedger,
     DeadLetters,
     ItemLedger,
+    ModelRegistry,
     Reports,
     RunLedger,
     UnitQueue,
@@ -22,11 +23,18 @@ __all__ = ["Done", "Failed", "NewItem", "NewUnit", "Store", "UnitReset", "UnitRo
 
 
 class Store(
-    RunLedger, ItemLedger, UnitQueue, DeadLetters, Reports, AlarmLog, DatasetLedger, abc.ABC
+    RunLedger,
+    ItemLedger,
+    UnitQueue,
+    DeadLetters,
+    Reports,
+    AlarmLog,
+    DatasetLedger,
+    ModelRegistry,
+    abc.ABC,
 ):
     """A durable ledger of runs, items, units of work, attempts and results: every concern of
-    :mod:`conveyor.store.protocols`, datasets included (the registry joins as a protocol
-    of its own)."""
+    :mod:`conveyor.store.protocols`, datasets and the model registry included."""
 
     #: Where the ledger is, for messages and for opening it again (:func:`open_store`).
     location: str

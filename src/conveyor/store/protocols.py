@@ -6,8 +6,8 @@ what every backend implements.
 The protocols are structural (anything with these methods fits) and their methods abstract
 (a backend that derives from ``Store`` and misses one cannot be built). The concerns still to
 come join here the same way, each a protocol of its own that ``Store`` then derives from, as
-datasets did (:class:`DatasetLedger`): the model registry (``ModelRegistry``: versions,
-aliases, promotions). A new method goes into the protocol of its concern;
+datasets (:class:`DatasetLedger`) and the model registry (:class:`ModelRegistry`: versions,
+aliases, exports) did. A new method goes into the protocol of its concern;
 a test checks that every method of ``Store`` belongs to exactly one.
 """
 
@@ -29,6 +29,7 @@ from conveyor.core.units import (
 )
 from conveyor.store.rows import (
     AlarmRecord,
+    AliasMove,
     CarriedItem,
     DatasetRecord,
     DeadUnit,
@@ -38,6 +39,9 @@ from conveyor.store.rows import (
     Failed,
     Failure,
     ItemUnit,
+    ModelExport,
+    ModelSummary,
+    ModelVersion,
     NewItem,
     NewUnit,
     StateCounts,
@@ -347,3 +351,87 @@ class DatasetLedger(Protocol):
     @abc.abstractmethod
     def dataset_names(self) -> list[str]:
         """The names of the datasets with recorded versions, in order."""
+
+
+class ModelRegistry(Protocol):
+    """The model registry: immutable versions with their lineage, aliases as the last of an
+    append-only history of moves, and exports of a version. Nothing is updated or deleted:
+    there is no method for it."""
+
+    @abc.abstractmethod
+    def register_model_version(
+        self,
+        *,
+        name: str,
+        kind: str,
+        artifact: str,
+        format: str,
+        run_id: str | None,
+        lineage: Mapping[str, Any],
+        metrics: Mapping[str, Mapping[str, float]],
+        gate: Mapping[str, Any] | None,
+        passed: bool | None,
+        members: int,
+    ) -> tuple[ModelVersion, bool]:
+        """Register a new version of model ``name`` under the next number (never the same
+        number twice, even from processes registering at once) and return it with True; a
+        version of ``name`` with the same ``artifact`` is returned as it is, with False."""
+
+    @abc.abstractmethod
+    def model_version(self, name: str, version: int) -> ModelVersion:
+        """Version ``version`` of model ``name``; ModelNotFound (naming the closest model or
+        the versions there are) if there is none."""
+
+    @abc.abstractmethod
+    def model_versions(self, name: str, *, limit: int = 50, offset: int = 0) -> list[ModelVersion]:
+        """The versions of model ``name``, the newest first, ``limit`` from ``offset``;
+        ModelNotFound if the model has none."""
+
+    @abc.abstractmethod
+    def models(self) -> list[ModelSummary]:
+        """Every registered model at a glance, by name."""
+
+    @abc.abstractmethod
+    def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of model ``name`` and the versions they point at (empty if none)."""
+
+    @abc.abstractmethod
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
+        """Every move of the aliases of ``name`` (or of one alias), the oldest first."""
+
+    @abc.abstractmethod
+    def move_alias(
+        self,
+        *,
+        name: str,
+        alias: str,
+        seq: int,
+        from_version: int | None,
+        to_version: int,
+        action: str,
+        actor: str,
+        who: str,
+        reason: str,
+        forced: bool,
+    ) -> AliasMove:
+        """Append the ``seq``-th move of ``alias`` (from the version the move before it left
+        the alias at, or None for the first) and return it; AliasConflict if a concurrent
+        move took ``seq`` first, ModelNotFound if ``to_version`` is not a version of
+        ``name``."""
+
+    @abc.abstractmethod
+    def add_model_export(
+        self,
+        *,
+        name: str,
+        version: int,
+        format: str,
+        artifact: str | None,
+        details: Mapping[str, Any],
+    ) -> ModelExport:
+        """Record an export of a version (ONNX bytes in the artifact store, an MLflow model
+        elsewhere) with what was measured of it."""
+
+    @abc.abstractmethod
+    def model_exports(self, name: str, version: int) -> list[ModelExport]:
+        """The exports of a version, the oldest first."""

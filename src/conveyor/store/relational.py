@@ -3,7 +3,8 @@ queries (``sql/<dialect>/queries.sql``) around one connection. A dialect supplie
 connection and its transactions (:class:`~conveyor.store.dialect.SQLConnection`), how a
 batch of rows is written, and how a batch of units is marked done under their fences. Runs,
 items and the queue are here; dead letters, reports and alarms in
-:mod:`conveyor.store.relational_reports`."""
+:mod:`conveyor.store.relational_reports`, datasets and the model registry in
+:mod:`conveyor.store.relational_datasets` and :mod:`conveyor.store.relational_registry`."""
 
 from __future__ import annotations
 
@@ -27,13 +28,14 @@ from conveyor.errors import RunNotFound, WorkerLost
 from conveyor.store.base import Store
 from conveyor.store.dialect import Cursor, Params
 from conveyor.store.relational_datasets import RelationalDatasets
+from conveyor.store.relational_registry import RelationalRegistry
 from conveyor.store.relational_reports import METRIC_BUCKETS, RelationalReports
 from conveyor.store.rows import CarriedItem, Done, Failed, ItemUnit, NewItem, NewUnit
 
 __all__ = ["METRIC_BUCKETS", "Cursor", "Params", "RelationalStore"]
 
 
-class RelationalStore(RelationalReports, RelationalDatasets, Store):
+class RelationalStore(RelationalReports, RelationalDatasets, RelationalRegistry, Store):
     """A ledger in a SQL database; subclasses bind it to a dialect and a connection."""
 
     @abc.abstractmethod

@@ -3,7 +3,9 @@
 Rows that callers build or unpack position by position are NamedTuples: they unpack as the
 plain tuples they replace (``for step, state, *_ in ...`` keeps working) and cost no more.
 Rows that go straight out as JSON (the dashboard's API, ``--json`` of the CLI) are TypedDicts:
-plain dicts at run time, with their keys checked by the type checker. The values that travel
+plain dicts at run time, with their keys checked by the type checker. The registry's rows
+(model versions, alias moves, exports) are frozen dataclasses: values the ML layer passes
+around and never changes, as the registry never changes them either. The values that travel
 beyond the ledger too (:class:`~conveyor.core.units.Claim`, ``ItemRow``, ``RunInfo``,
 ``StepStats``, ``LedgerMetrics``, ``AlarmWindow``) live in :mod:`conveyor.core.units`.
 """
@@ -11,6 +13,7 @@ beyond the ledger too (:class:`~conveyor.core.units.Claim`, ``ItemRow``, ``RunIn
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, TypedDict
 
 from conveyor.core.units import Claim, ErrorInfo, Outcome, UnitState
@@ -224,3 +227,90 @@ class DatasetRecord(TypedDict):
     report: dict[str, Any]
     changes: list[dict[str, Any]]
     artifact: str
+
+
+# -- the model registry ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered version of a model, never changed once written: its number (1, 2, ... per
+    name), what it is (``kind`` "model" or "model_set") and where its bytes are (``artifact``,
+    a digest in the artifact store, in ``format``), the training run and lineage it came from,
+    its metrics (``{"valid": {...}, "golden": {...}}``) and its gate's verdict (None when it
+    was not gated)."""
+
+    name: str
+    version: int
+    kind: str
+    artifact: str
+    format: str
+    created_at: float
+    run_id: str | None
+    lineage: dict[str, Any]
+    metrics: dict[str, dict[str, float]]
+    gate: dict[str, Any] | None
+    passed: bool | None
+    members: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The version as plain JSON values."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One move of an alias, appended to its history: the ``seq``-th of (name, alias), from
+    one version to another, by a promotion or a rollback, made by whom (``actor`` "user",
+    "gate" or "alarm"; ``who`` the login name, run id or alarm) and why; ``forced`` when the
+    version was promoted although its gate failed."""
+
+    name: str
+    alias: str
+    seq: int
+    from_version: int | None
+    to_version: int
+    action: str
+    actor: str
+    who: str
+    reason: str
+    forced: bool
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The move as plain JSON values."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelExport:
+    """A version exported to another format (``onnx``, ``mlflow``): the exported bytes' digest
+    in the artifact store (None when the export lies elsewhere) and what was measured of it."""
+
+    name: str
+    version: int
+    format: str
+    artifact: str | None
+    details: dict[str, Any]
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The export as plain JSON values."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A registered model at a glance: its kind (of the latest version), how many versions,
+    the latest number, when it last changed (a version or an alias move) and its aliases."""
+
+    name: str
+    kind: str
+    versions: int
+    latest: int
+    updated_at: float
+    aliases: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON values."""
+        return asdict(self)

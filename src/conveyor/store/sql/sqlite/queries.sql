@@ -433,3 +433,88 @@ ORDER BY seen_at DESC LIMIT 2;
 
 -- name: dataset_names
 SELECT name FROM datasets GROUP BY name ORDER BY name;
+
+-- The model registry: versions, alias moves and exports are only ever inserted.
+
+-- name: model_version_by_artifact
+SELECT name, version, kind, artifact, format, created_at, run_id, lineage_json, metrics_json,
+       gate_json, passed, members
+FROM model_versions WHERE name = :name AND artifact = :artifact;
+
+-- name: next_model_version
+SELECT coalesce(max(version), 0) + 1 FROM model_versions WHERE name = :name;
+
+-- name: insert_model_version
+-- Nothing when another writer took the number (or registered the artifact) first: try again.
+INSERT INTO model_versions (name, version, kind, artifact, format, created_at, run_id,
+                            lineage_json, metrics_json, gate_json, passed, members)
+VALUES (:name, :version, :kind, :artifact, :format, :now, :run_id, :lineage, :metrics, :gate,
+        :passed, :members)
+ON CONFLICT DO NOTHING;
+
+-- name: model_version
+SELECT name, version, kind, artifact, format, created_at, run_id, lineage_json, metrics_json,
+       gate_json, passed, members
+FROM model_versions WHERE name = :name AND version = :version;
+
+-- name: model_versions
+SELECT name, version, kind, artifact, format, created_at, run_id, lineage_json, metrics_json,
+       gate_json, passed, members
+FROM model_versions WHERE name = :name ORDER BY version DESC LIMIT :limit OFFSET :offset;
+
+-- name: model_range
+SELECT count(*), min(version), max(version) FROM model_versions WHERE name = :name;
+
+-- name: model_names
+SELECT name FROM model_versions GROUP BY name ORDER BY name;
+
+-- name: model_summaries
+SELECT v.name, v.kind, s.versions, s.latest, s.updated_at
+FROM (SELECT name, count(*) AS versions, max(version) AS latest, max(created_at) AS updated_at
+      FROM model_versions GROUP BY name) AS s
+JOIN model_versions AS v ON v.name = s.name AND v.version = s.latest
+ORDER BY v.name;
+
+-- name: alias_heads
+-- Every alias of every model where its last move put it.
+SELECT m.name, m.alias, m.to_version, m.at FROM alias_moves AS m
+WHERE m.seq = (SELECT max(seq) FROM alias_moves WHERE name = m.name AND alias = m.alias)
+ORDER BY m.name, m.alias;
+
+-- name: model_aliases
+SELECT m.alias, m.to_version FROM alias_moves AS m
+WHERE m.name = :name
+  AND m.seq = (SELECT max(seq) FROM alias_moves WHERE name = m.name AND alias = m.alias)
+ORDER BY m.alias;
+
+-- name: model_history
+SELECT name, alias, seq, from_version, to_version, action, actor, who, reason, forced, at
+FROM alias_moves WHERE name = :name ORDER BY at, alias, seq;
+
+-- name: alias_history
+SELECT name, alias, seq, from_version, to_version, action, actor, who, reason, forced, at
+FROM alias_moves WHERE name = :name AND alias = :alias ORDER BY seq;
+
+-- name: last_alias_move
+SELECT name, alias, seq, from_version, to_version, action, actor, who, reason, forced, at
+FROM alias_moves WHERE name = :name AND alias = :alias ORDER BY seq DESC LIMIT 1;
+
+-- name: alias_move
+SELECT name, alias, seq, from_version, to_version, action, actor, who, reason, forced, at
+FROM alias_moves WHERE name = :name AND alias = :alias AND seq = :seq;
+
+-- name: insert_alias_move
+-- Nothing when a concurrent move took this place in the alias's history first.
+INSERT INTO alias_moves (name, alias, seq, from_version, to_version, action, actor, who, reason,
+                         forced, at)
+VALUES (:name, :alias, :seq, :from_version, :to_version, :action, :actor, :who, :reason,
+        :forced, :now)
+ON CONFLICT DO NOTHING;
+
+-- name: insert_model_export
+INSERT INTO model_exports (name, version, format, artifact, details_json, at)
+VALUES (:name, :version, :format, :artifact, :details, :now);
+
+-- name: model_exports
+SELECT name, version, format, artifact, details_json, at FROM model_exports
+WHERE name = :name AND version = :version ORDER BY at;
