@@ -114,8 +114,12 @@ def create_app(
         Part(step_router(pipeline, stream.runtime)),
         # The page's own API: not part of the pipeline's documented API (/docs, /openapi.json).
         Part(dashboard.router, dashboard.PREFIX, documented=False, public=dashboard.PUBLIC),
-        Part(models_dashboard.router, dashboard.PREFIX, documented=False,
-             public=models_dashboard.PUBLIC),  # fmt: skip
+        Part(
+            models_dashboard.router,
+            dashboard.PREFIX,
+            documented=False,
+            public=models_dashboard.PUBLIC,
+        ),
     ]
     return build_app(
         f"conveyor: {pipeline.name}",

@@ -55,18 +55,18 @@ class PromoteRequest(BaseModel):
     of the alias's last move the page showed (0: none): when it moved since, 409."""
 
     version: int = Field(ge=1, le=2**62)
-    alias: str = Field("champion", pattern=ALIAS_PATTERN)
-    reason: str = Field("", max_length=MAX_REASON)
+    alias: str = Field(default="champion", pattern=ALIAS_PATTERN)
+    reason: str = Field(default="", max_length=MAX_REASON)
     force: bool = False
-    seen: int | None = Field(None, ge=0)
+    seen: int | None = Field(default=None, ge=0)
 
 
 class RollbackRequest(BaseModel):
     """Move ``alias`` back to its previous holder (``seen`` as for a promotion)."""
 
-    alias: str = Field("champion", pattern=ALIAS_PATTERN)
-    reason: str = Field("", max_length=MAX_REASON)
-    seen: int | None = Field(None, ge=0)
+    alias: str = Field(default="champion", pattern=ALIAS_PATTERN)
+    reason: str = Field(default="", max_length=MAX_REASON)
+    seen: int | None = Field(default=None, ge=0)
 
 
 @router.get("/api/models", responses=error_responses(401, 422))
@@ -192,18 +192,14 @@ def key_metric(record: ModelVersion) -> dict[str, Any]:
 
 
 def rollback_targets(moves: Sequence[AliasMove]) -> dict[str, int | None]:
-    """Where a rollback of each alias would go: its history replayed as a stack (a promotion
-    pushes, a rollback pops), the entry below the top; None when there is none."""
-    stacks: dict[str, list[int]] = {}
+    """Where a rollback of each alias would go: the version below the top of its history's
+    stack (:func:`~conveyor.ml.registry.holders`); None when there is none."""
+    from conveyor.ml.registry import holders
+
+    by_alias: dict[str, list[AliasMove]] = {}
     for move in moves:
-        stack = stacks.setdefault(move.alias, [])
-        if move.action == "rollback":
-            if stack:
-                stack.pop()
-            if not stack or stack[-1] != move.to_version:
-                stack.append(move.to_version)  # a history that does not replay: trust it
-        else:
-            stack.append(move.to_version)
+        by_alias.setdefault(move.alias, []).append(move)
+    stacks = {alias: holders(mine) for alias, mine in by_alias.items()}
     return {alias: stack[-2] if len(stack) > 1 else None for alias, stack in stacks.items()}
 
 
