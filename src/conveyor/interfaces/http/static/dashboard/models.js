@@ -70,6 +70,7 @@ function aliasTag(alias, version, href) {
 
 function text(v) {  // a lineage value as one line of text
   if (v === null || v === undefined || v === "") return "–";
+  if (typeof v === "number") return String(Number(v.toPrecision(12)));  // no float noise
   if (typeof v === "object") return JSON.stringify(v);
   return String(v);
 }
@@ -100,16 +101,16 @@ export async function modelsPage() {
     }
     body.replaceChildren(h("table", { class: "grid-table", id: "models-table" },
       h("thead", {}, h("tr", {}, ...["model", "kind", "versions", "latest", "aliases", "updated"]
-        .map((c) => h("th", {}, c)))),
+        .map((c) => h("th", { class: c === "versions" ? "num" : "" }, c)))),
       h("tbody", {}, ...data.models.map((m) => h("tr", { "data-model": m.name },
         h("td", { class: "mono" }, h("a", { href: modelUrl(m.name) }, m.name)),
         h("td", {}, m.kind.replaceAll("_", " ")),
         h("td", { class: "num" }, m.versions),
-        h("td", { class: "num" }, h("a", { href: versionUrl(m.name, m.latest) }, `v${m.latest}`)),
+        h("td", {}, h("a", { href: versionUrl(m.name, m.latest) }, `v${m.latest}`)),
         h("td", { class: "aliases" }, ...Object.entries(m.aliases).sort().map(([a, v]) =>
           aliasTag(a, v, versionUrl(m.name, v)))),
         h("td", { title: fmtWhen(m.updated_at) }, ago(m.updated_at, data.now)))))),
-      data.more ? h("p", { class: "muted small" }, `${data.total} models; the first ${data.models.length} shown`) : null);
+      ...(data.more ? [h("p", { class: "muted small" }, `${data.total} models; the first ${data.models.length} shown`)] : []));
   } catch (err) { if (err.status !== 401) showError(body, err); }
 }
 
@@ -197,7 +198,7 @@ function renderVersions(el, data, reload) {
   el.replaceChildren(panel("Versions", pager,
     h("table", { class: "grid-table", id: "versions-table" },
       h("thead", {}, h("tr", {}, ...["version", "created", `${metricName} valid`, `${metricName} golden`,
-        "gate", "aliases", "run", ""].map((c) => h("th", {}, c)))),
+        "gate", "aliases", "run", ""].map((c, i) => h("th", { class: i === 2 || i === 3 ? "num" : "" }, c)))),
       h("tbody", {}, ...data.versions.map((v) => h("tr", { "data-version": v.version },
         h("td", { class: "mono" }, h("a", { href: versionUrl(name, v.version) }, `v${v.version}`),
           v.kind === "model_set" ? h("span", { class: "muted small" }, ` · ${v.members} groups`) : null),
@@ -238,10 +239,11 @@ function renderActions(el, data, reload) {
   reason.addEventListener("input", () => { form.reason = reason.value; });
   const force = h("input", { type: "checkbox", id: "promote-force", checked: form.force });
   force.addEventListener("change", () => { form.force = force.checked; form.confirm = null; rerender(); });
-  const blocked = !chosen ? "choose a version" : failed && !form.force
-    ? "its gate failed: tick force to promote it anyway" : holder && holder.version === form.version
-      ? `it already holds ${form.alias}` : !/^[a-z][a-z0-9_-]{0,63}$/.test(form.alias)
-        ? "an alias is lowercase letters, digits, _ and -" : null;
+  const blocked = !chosen ? "choose a version"
+    : !/^[a-z][a-z0-9_-]{0,63}$/.test(form.alias) ? "an alias is lowercase letters, digits, _ and -"
+      : form.alias === "latest" ? "latest is reserved: it always means the newest version"
+        : holder && holder.version === form.version ? `v${form.version} holds ${form.alias} already`
+          : failed && !form.force ? "its gate failed: tick force to promote it anyway" : null;
   const go = h("button", { class: "btn primary", id: "promote-button", disabled: Boolean(blocked),
     title: blocked || "" }, "Promote…");
   go.addEventListener("click", () => { form.confirm = "promote"; rerender(); });
@@ -316,7 +318,7 @@ function renderHistory(el, hist) {
         h("td", { title: fmtWhen(m.at) }, fmtWhen(m.at, true)),
         h("td", {}, h("span", { class: "alias" }, m.alias)),
         h("td", { class: "mono" }, `${m.from_version ? `v${m.from_version}` : "none"} → v${m.to_version}`),
-        h("td", {}, m.action, m.forced ? h("span", { class: "chip warn" }, "forced") : null),
+        h("td", {}, m.action, m.forced ? [" ", h("span", { class: "chip warn" }, "forced")] : null),
         h("td", {}, h("span", { class: "dot", style: { background: ACTOR_COLORS[m.actor] || "#8792a2" } }), m.actor),
         h("td", { class: "mono" }, m.who),
         h("td", { class: "reason" }, m.reason || h("span", { class: "muted" }, "–"))))))
@@ -339,7 +341,7 @@ export async function versionPage(name, version) {
   const golden = lin.golden || {};
   const metrics = v.metrics || {};
   const names = [...new Set([...Object.keys(metrics.valid || {}), ...Object.keys(metrics.golden || {})])].sort();
-  const runLink = v.run_id ? h("a", { href: `${BASE}/runs/${enc(v.run_id)}`, id: "version-run" }, v.run_id) : "–";
+  const runLink = (id) => (v.run_id ? h("a", { href: `${BASE}/runs/${enc(v.run_id)}`, id }, v.run_id) : "–");
   main.replaceChildren(
     h("section", { class: "run-head" },
       h("div", { class: "title" }, h("h1", {}, `${v.name} v${v.version}`), verdict(v.passed, Boolean(v.gate)),
@@ -348,7 +350,7 @@ export async function versionPage(name, version) {
       h("div", { class: "meta" },
         h("span", {}, "kind ", h("b", {}, v.kind.replaceAll("_", " "), v.kind === "model_set" ? ` · ${v.members} groups` : "")),
         h("span", {}, "registered ", h("b", {}, fmtWhen(v.created_at))),
-        h("span", {}, "run ", h("b", { class: "mono" }, runLink)))),
+        h("span", {}, "run ", h("b", { class: "mono" }, runLink("version-run"))))),
     h("div", { class: "cols wide-side" },
       h("div", { class: "col-main" },
         panel("Lineage", h("span", { class: "muted" }, "where it came from"), h("div", { id: "lineage" }, kv([
@@ -357,7 +359,7 @@ export async function versionPage(name, version) {
           ["split", splitText(lin.split)],
           ["golden version", golden.version],
           ["golden rows", golden.rows],
-          ["training run", runLink],
+          ["training run", runLink("lineage-run")],
           lin.trial !== undefined && lin.trial !== null ? ["trial", lin.trial] : null,
           lin.seed !== undefined && lin.seed !== null ? ["seed", lin.seed] : null,
           ["artifact", `${v.artifact} (${v.format})`],
@@ -366,7 +368,7 @@ export async function versionPage(name, version) {
       h("div", { class: "col-side" },
         panel("Metrics", h("span", { class: "muted" }, v.metric.name ? `key: ${v.metric.name}` : ""),
           names.length ? h("table", { class: "grid-table", id: "metrics-table" },
-            h("thead", {}, h("tr", {}, h("th", {}, "metric"), h("th", {}, "valid"), h("th", {}, "golden"))),
+            h("thead", {}, h("tr", {}, h("th", {}, "metric"), h("th", { class: "num" }, "valid"), h("th", { class: "num" }, "golden"))),
             h("tbody", {}, ...names.map((m) => h("tr", { class: m === v.metric.name ? "key" : "" },
               h("td", {}, m), h("td", { class: "num" }, fmtMetric((metrics.valid || {})[m])),
               h("td", { class: "num" }, fmtMetric((metrics.golden || {})[m]))))))
@@ -396,13 +398,17 @@ function splitText(split) {
   return text(split);
 }
 
-const CHECKS = [["floor", "floor", (r) => r.floor], ["min_absolute", "min abs", (r) => r.min_absolute],
-  ["min_relative", "min rel", (r) => r.min_relative], ["noise", "noise", (r) => (r.noise ? "interval > 0" : null)]];
+const given = (x) => x !== null && x !== undefined;
+const CHECKS = [  // [check, column, the threshold as text (null: the rule does not set it)]
+  ["floor", "floor", (r) => (given(r.floor) ? `${r.direction === "minimize" ? "≤" : "≥"} ${fmtMetric(r.floor)}` : null)],
+  ["min_absolute", "min gain", (r) => (given(r.min_absolute) ? `≥ ${fmtSigned(r.min_absolute)}` : null)],
+  ["min_relative", "min rel. gain", (r) => (given(r.min_relative) ? `≥ ${fmtPct(r.min_relative)}` : null)],
+  ["noise", "beats noise", (r) => (r.noise ? "interval > 0" : null)]];
 
 function mark(check, threshold) {
   const cls = check === true ? "ok-text" : check === false ? "bad-text" : "muted";
   const sym = check === true ? "✓" : check === false ? "✗" : "—";
-  const shown = threshold === null || threshold === undefined ? "" : typeof threshold === "number" ? ` ${fmtMetric(threshold)}` : ` ${threshold}`;
+  const shown = given(threshold) ? ` ${threshold}` : "";
   return h("td", { class: `check ${cls}`, title: check === null || check === undefined
     ? (shown ? "not checked (no champion)" : "not set") : check ? "holds" : "fails" },
   h("b", {}, sym), h("span", { class: "muted small" }, shown));
@@ -424,7 +430,7 @@ function gatePanel(v) {
   return panel("Gate", h("span", { class: "muted" }, "champion / challenger on the golden set"), head,
     h("table", { class: "grid-table gate", id: "gate-table" },
       h("thead", {}, h("tr", {}, ...["metric", "challenger", "champion", "delta", "relative", "interval",
-        ...CHECKS.map(([, label]) => label), "verdict"].map((c) => h("th", {}, c)))),
+        ...CHECKS.map(([, label]) => label), "verdict"].map((c, i) => h("th", { class: i >= 1 && i <= 5 ? "num" : "" }, c)))),
       h("tbody", {}, ...(g.rules || []).map((r) => h("tr", { "data-metric": r.metric },
         h("td", {}, r.metric, h("span", { class: "muted small" }, r.direction === "minimize" ? " ↓" : " ↑")),
         h("td", { class: "num" }, fmtMetric(r.challenger)),
@@ -433,5 +439,5 @@ function gatePanel(v) {
         h("td", { class: "num" }, fmtPct(r.relative)),
         h("td", { class: "num" }, r.interval ? `[${fmtSigned(r.interval[0])}, ${fmtSigned(r.interval[1])}]` : "–"),
         ...CHECKS.map(([key, , threshold]) => mark((r.checks || {})[key], threshold(r))),
-        h("td", {}, verdict(r.passed)))))));
+        h("td", {}, h("span", { class: `chip ${r.passed ? "ok" : "bad"}` }, r.passed ? "holds" : "fails")))))));
 }
