@@ -55,7 +55,7 @@ def _export(row: Sequence[Any]) -> ModelExport:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    return json.dumps(value, default=str)  # in the order given: the CLI shows it so
 
 
 class RelationalRegistry(SQLConnection):

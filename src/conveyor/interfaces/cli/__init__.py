@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from conveyor.interfaces.cli import alarms, datasets, dlq, ledger, run, serve, train
+from conveyor.interfaces.cli import alarms, datasets, dlq, ledger, models, run, serve, train
 from conveyor.interfaces.cli.app import app, main
 
 for command in (run.run, serve.watch, serve.serve, serve.dashboard, run.resume, run.worker,
@@ -12,5 +12,6 @@ for command in (run.run, serve.watch, serve.serve, serve.dashboard, run.resume, 
     app.command()(command)
 app.add_typer(dlq.dlq, name="dlq")
 app.add_typer(datasets.datasets, name="datasets")
+app.add_typer(models.models, name="models")
 
 __all__ = ["app", "main"]
