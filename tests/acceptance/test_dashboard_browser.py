@@ -347,6 +347,13 @@ def test_models_pages_show_the_registry_and_promote_from_the_page(
     time.sleep(0.3)
     browser.save_screenshot(str(ARTIFACTS / "m5-rolled-back.png"))
 
+    # a model set with no alias yet: nothing to roll back, a timeline that says so
+    browser.get(f"{base}/dashboard/models/prices")
+    row = wait_for("its version", lambda: css("#versions-table tbody tr"))[0]
+    assert "3 groups" in row.text and "not gated" in row.text.lower()
+    assert "no alias has moved yet" in browser.find_element(By.ID, "alias-timeline").text
+    assert not browser.find_element(By.ID, "rollback-button").is_enabled()
+
     # a version: its lineage, metrics and the gate's table
     browser.get(f"{base}/dashboard/models/rain/3")
     gate_rows = wait_for("the gate's table", lambda: css("#gate-table tbody tr"))
