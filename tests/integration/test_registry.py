@@ -426,6 +426,26 @@ def test_a_move_that_does_not_follow_the_history_is_refused(
     assert len(registry.history("rain")) == 1
 
 
+def test_the_queries_of_one_model_search_an_index(store_path: Path) -> None:
+    """list, show and history stay fast on thousands of versions: no query of one model
+    scans a table (SQLite's plans; PostgreSQL has the same indexes)."""
+    import re
+    import sqlite3
+
+    Registry(str(store_path)).close()
+    queries = load_queries("sqlite")
+    names = ("model_version_by_artifact", "next_model_version", "model_version",
+             "model_versions", "model_range", "model_aliases", "model_history", "alias_history",
+             "last_alias_move", "alias_move", "model_exports")  # fmt: skip
+    db = sqlite3.connect(store_path)
+    for name in names:
+        sql = queries[name]
+        plan = db.execute(f"EXPLAIN QUERY PLAN {sql}", dict.fromkeys(re.findall(r":(\w+)", sql), 1))
+        steps = [row[3] for row in plan if not row[3].startswith(("USE TEMP", "CORRELATED"))]
+        assert steps and all(step.startswith("SEARCH") for step in steps), (name, steps)
+    db.close()
+
+
 # -- artifacts -------------------------------------------------------------------------------------
 
 

@@ -84,11 +84,11 @@ class Registry:
     (default: where each version was registered from, else ``.conveyor/artifacts``)."""
 
     def __init__(
-        self, store: str | Path | Store | None = None, artifacts: str | None = None
+        self, store: str | Path | Store | None = None, artifacts: str | Path | None = None
     ) -> None:
         self._owned = not isinstance(store, Store)
         self.store: Store = store if isinstance(store, Store) else open_store(store)
-        self._artifacts = artifacts
+        self._artifacts = None if artifacts is None else str(artifacts)
         self._places: dict[str, ArtifactStore] = {}
 
     def __repr__(self) -> str:
@@ -244,8 +244,8 @@ class Registry:
         stack = holders(moves)
         if len(stack) < 2:
             raise UsageError(
-                f"alias {alias} of {name} has no previous holder (it holds {stack[-1]}, "
-                f"promoted with nothing before it); promote another version instead"
+                f"alias {alias} of {name} has no previous holder (it holds {stack[-1]}, the "
+                f"first version it pointed at); promote another version instead"
             )
         return self.store.move_alias(
             name=name, alias=alias, seq=len(moves) + 1, from_version=stack[-1],
@@ -363,7 +363,9 @@ class Registry:
             raise ArtifactCorrupt(f"{what} in {place.location} cannot be read: {exc}") from exc
 
 
-def registry(store: str | Path | Store | None = None, artifacts: str | None = None) -> Registry:
+def registry(
+    store: str | Path | Store | None = None, artifacts: str | Path | None = None
+) -> Registry:
     """The model registry in ``store`` (default ``.conveyor/conveyor.db``), reading models from
     ``artifacts`` (default: where each was registered from): ``cv.registry()``."""
     return Registry(store, artifacts)

@@ -30,11 +30,11 @@ models = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(help="The model (its fit function's name).")]
+# No CONVEYOR_ALIAS, CONVEYOR_REASON or CONVEYOR_FORCE: a move says in the command what it moves.
 AliasOpt = Annotated[
     str,
-    typer.Option("--alias", envvar="CONVEYOR_ALIAS",
-                 help="The alias to move (lowercase letters, digits, '_' and '-')."),
-]  # fmt: skip
+    typer.Option("--alias", help="The alias to move (lowercase letters, digits, '_' and '-')."),
+]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: recorded in the alias's history.")]
 
 
