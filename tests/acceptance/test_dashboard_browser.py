@@ -214,3 +214,160 @@ def test_watch_a_run_drill_into_an_error_and_redrive_it(
         Path(shots).mkdir(parents=True, exist_ok=True)
         for png in ARTIFACTS.glob("*.png"):
             shutil.copy(png, shots)
+
+
+def register_models(folder: Path) -> None:
+    """Model rain in ``folder``'s ledger: v1 and v2 promoted to champion by the gate and by a
+    user whose reason is script, v3 failed its gate; model prices, a model set."""
+    import cloudpickle
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    from conveyor.ml.artifacts import ArtifactStore
+    from conveyor.ml.registry import Registry
+
+    store = ArtifactStore(folder / "artifacts")
+    x = np.arange(20, dtype=float).reshape(-1, 1)
+    lineage = {
+        "model": "rain", "dataset": "weather", "data_version": "d" * 64,
+        "split": {"by": "hash", "shares": {"train": 0.7, "valid": 0.15, "golden": 0.15},
+                  "id_column": "day"},
+        "golden": {"version": "9f" * 32, "rows": 2700}, "seed": 0,
+        "code_versions": {"rain": "c0ffee12", "rmse": "5eed1234"},
+        "packages": {"python": "3.11.2", "scikit-learn": "1.5.2", "numpy": "2.1.0"},
+    }  # fmt: skip
+    scores = {1: 0.512, 2: 0.431, 3: 0.447}
+    with Registry(folder / "ledger.db", str(folder / "artifacts")) as reg:
+        for v, rmse in scores.items():
+            champ = None if v == 1 else (1 if v == 2 else 2)
+            held = None if champ is None else scores[champ]
+            delta = None if held is None else held - rmse
+            ok = v != 3
+            rule = {"metric": "rmse", "direction": "minimize", "challenger": rmse,
+                    "champion": held, "delta": delta,
+                    "relative": None if held is None or delta is None else delta / held,
+                    "interval": None if delta is None else [delta - 0.012, delta + 0.009],
+                    "checks": {"floor": True, "min_absolute": None if held is None else ok,
+                               "min_relative": None, "noise": None if held is None else ok},
+                    "passed": ok, "floor": 0.6, "min_absolute": 0.0, "min_relative": None,
+                    "noise": True}  # fmt: skip
+            gate = {"passed": ok, "champion": champ, "golden": {"version": "9f" * 32, "rows": 2700},
+                    "rescored": False, "confidence": 0.95, "resamples": 1000, "seed": 0,
+                    "rules": [rule]}  # fmt: skip
+            model = LinearRegression().fit(x, v * x.ravel())
+            reg.register(
+                name="rain", artifact=store.put_bytes(cloudpickle.dumps(model)),
+                run_id=f"run-{v}", gate=gate,
+                lineage={**lineage, "trial": v * 7, "params": {"max_depth": v + 3,
+                                                               "learning_rate": 0.05 * v}},
+                metrics={"valid": {"rmse": rmse - 0.008, "mae": rmse * 0.7},
+                         "golden": {"rmse": rmse, "mae": rmse * 0.72}},
+            )  # fmt: skip
+        reg.promote("rain", 1, actor="gate", who="run-1", reason="first model: nothing to beat")
+        reg.promote("rain", 2, actor="user", who="alice", reason=INJECTION)
+        reg.promote("rain", 1, alias="challenger", actor="alarm", who="latency-p95",
+                    reason="kept warm for a rollback")  # fmt: skip
+        reg.add_export("rain", 2, format="onnx", details={"parity": 1.2e-7, "rows": 2700})
+        model = LinearRegression().fit(x, x.ravel())
+        reg.register(name="prices", artifact=store.put_bytes(cloudpickle.dumps(model)),
+                     kind="model_set", members=3)  # fmt: skip
+
+
+def test_models_pages_show_the_registry_and_promote_from_the_page(
+    tmp_path: Path, browser: Any, start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    register_models(tmp_path)
+    port = free_port()
+    start("dashboard", "dashboard", "--port", str(port), "--token", "s3cret")
+    base = f"http://127.0.0.1:{port}"
+    wait_for("the dashboard", lambda: urllib.request.urlopen(f"{base}/healthz", timeout=5), 30)
+    css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)  # noqa: E731
+
+    # the token once in the fragment; then the runs list links to the models
+    browser.get(f"{base}/dashboard#token=s3cret")
+    wait_for("the runs list", lambda: "No runs yet" in browser.find_element(By.ID, "main").text)
+    browser.find_element(By.ID, "nav-models").click()
+    rows = wait_for("the models table", lambda: css("#models-table tbody tr"))
+    assert [r.get_attribute("data-model") for r in rows] == ["prices", "rain"]
+    assert "champion" in rows[1].text and "v2" in rows[1].text
+    browser.save_screenshot(str(ARTIFACTS / "m1-models.png"))
+
+    # a model: its versions, aliases, the timeline; the reason with script in it stays text
+    rows[1].find_element(By.CSS_SELECTOR, "a").click()
+    wait_for("the versions", lambda: len(css("#versions-table tbody tr")) == 3)
+    wait_for("the timeline", lambda: len(css("#alias-timeline g.move")) == 3)
+    history = browser.find_element(By.ID, "history-table").text
+    assert INJECTION in history
+    tips = [t.get_attribute("textContent") for t in css("#alias-timeline g.move title")]
+    assert any("champion: v1 → v2" in t and f"why: {INJECTION}" in t and "alice" in t
+               for t in tips), tips  # fmt: skip
+    assert browser.execute_script("return typeof window.pwned") == "undefined"
+    assert not css("main script, main img")
+    browser.save_screenshot(str(ARTIFACTS / "m2-model.png"))
+
+    # promote v3, whose gate failed: the button waits for "force", then asks to confirm
+    css("#versions-table tr[data-version='3'] button")[0].click()
+    wait_for("v3 chosen", lambda: browser.find_element(By.ID, "promote-version")
+             .get_attribute("value") == "3")  # fmt: skip
+    assert not browser.find_element(By.ID, "promote-button").is_enabled()
+    browser.find_element(By.ID, "promote-force").click()
+    wait_for("the button", lambda: browser.find_element(By.ID, "promote-button").is_enabled())
+    browser.find_element(By.ID, "promote-reason").send_keys("<b>try</b> v3 on live traffic")
+    browser.find_element(By.ID, "promote-button").click()
+    question = wait_for(
+        "the confirmation", lambda: browser.find_element(By.ID, "promote-confirm").text
+    )
+    assert "Move champion of rain from v2 to v3?" in question and "forced" in question
+    browser.save_screenshot(str(ARTIFACTS / "m3-confirm.png"))
+    browser.find_element(By.ID, "promote-confirm-yes").click()
+    notice = wait_for("the notice", lambda: browser.find_element(By.ID, "model-notice").text)
+    assert "champion of rain is now v3 (was v2)" in notice
+    wait_for("a 4th move", lambda: len(css("#alias-timeline g.move")) == 4)
+    first = css("#history-table tbody tr")[0].text
+    assert "v2 → v3" in first and "forced" in first.lower() and "dashboard" in first
+    assert "<b>try</b> v3 on live traffic" in first
+    browser.execute_script("window.scrollTo(0, 0)")
+    time.sleep(0.3)
+    browser.save_screenshot(str(ARTIFACTS / "m4-promoted.png"))
+
+    # roll it back from the page: champion returns to v2
+    browser.find_element(By.ID, "rollback-button").click()
+    wait_for("the rollback question", lambda: "back from v3 to v2" in browser.find_element(
+        By.ID, "rollback-confirm").text)  # fmt: skip
+    browser.find_element(By.ID, "rollback-confirm-yes").click()
+    wait_for("the rollback", lambda: "is now v2 (was v3)" in browser.find_element(
+        By.ID, "model-notice").text)  # fmt: skip
+    wait_for("a ring for the rollback", lambda: css("#alias-timeline g.move.rollback"))
+    latest = css("#history-table tbody tr")[0].text
+    assert "v3 → v2" in latest and "rollback" in latest
+    browser.execute_script("window.scrollTo(0, 0)")
+    time.sleep(0.3)
+    browser.save_screenshot(str(ARTIFACTS / "m5-rolled-back.png"))
+
+    # a model set with no alias yet: nothing to roll back, a timeline that says so
+    browser.get(f"{base}/dashboard/models/prices")
+    row = wait_for("its version", lambda: css("#versions-table tbody tr"))[0]
+    assert "3 groups" in row.text and "not gated" in row.text.lower()
+    assert "no alias has moved yet" in browser.find_element(By.ID, "alias-timeline").text
+    assert not browser.find_element(By.ID, "rollback-button").is_enabled()
+
+    # a version: its lineage, metrics and the gate's table
+    browser.get(f"{base}/dashboard/models/rain/3")
+    gate_rows = wait_for("the gate's table", lambda: css("#gate-table tbody tr"))
+    cells = gate_rows[0].text
+    assert "rmse" in cells and "✗" in cells and "✓" in cells and "fails" in cells.lower()
+    lineage = browser.find_element(By.ID, "lineage").text
+    assert "weather" in lineage and "2700" in lineage and "run-3" in lineage
+    assert "max_depth" in browser.find_element(By.ID, "params").text
+    browser.save_screenshot(str(ARTIFACTS / "m6-version.png"))
+    browser.find_element(By.ID, "version-run").click()  # the training run's page
+    wait_for("the run page", lambda: "/dashboard/runs/run-3" in browser.current_url)
+    assert browser.execute_script("return typeof window.pwned") == "undefined"
+    shots = os.environ.get("CONVEYOR_DASHBOARD_SHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        for png in ARTIFACTS.glob("m*.png"):
+            shutil.copy(png, shots)

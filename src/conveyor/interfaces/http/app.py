@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, FastAPI, Response
 
 from conveyor.interfaces.api import open_stream
-from conveyor.interfaces.http import dashboard, health, items, metrics
+from conveyor.interfaces.http import dashboard, health, items, metrics, models_dashboard
 from conveyor.interfaces.http.auth import Guard, Public, check_binding
 from conveyor.interfaces.http.errors import install_error_handlers
 from conveyor.interfaces.http.schemas import SafeJSONResponse
@@ -114,6 +114,12 @@ def create_app(
         Part(step_router(pipeline, stream.runtime)),
         # The page's own API: not part of the pipeline's documented API (/docs, /openapi.json).
         Part(dashboard.router, dashboard.PREFIX, documented=False, public=dashboard.PUBLIC),
+        Part(
+            models_dashboard.router,
+            dashboard.PREFIX,
+            documented=False,
+            public=models_dashboard.PUBLIC,
+        ),
     ]
     return build_app(
         f"conveyor: {pipeline.name}",
@@ -134,6 +140,7 @@ def create_dashboard_app(
     board = dashboard.DashboardState(store, workers=workers)
     parts = [
         Part(dashboard.router, dashboard.PREFIX, public=dashboard.PUBLIC),
+        Part(models_dashboard.router, dashboard.PREFIX, public=models_dashboard.PUBLIC),
         Part(dashboard.home, public=dashboard.HOME_PUBLIC),
         Part(health.liveness, documented=False, public=health.PUBLIC),
     ]

@@ -1,65 +1,13 @@
-// The Conveyor dashboard: runs list and run page over /dashboard/api. Polls every 2 s while a
-// run is running. DOM is built with createElement/textContent only (see charts.js: h()).
+// The Conveyor dashboard: runs list and run page over /dashboard/api (the model registry's
+// views are in models.js). Polls every 2 s while a run is running. DOM is built with
+// createElement/textContent only (see charts.js: h()).
 import { PALETTE, fmtClock, fmtDur, fmtNum, h, latencyBars, lineChart, progressBar } from "./charts.js";
+import { modelPage, modelsPage, versionPage } from "./models.js";
+import { BASE, api, ago, changed, chip, fillPicker, forget, main, panel, setLive, setNav, showError } from "./ui.js";
 
-const BASE = "/dashboard";
 const POLL_MS = 2000;
 const PAGE = 25;
-const main = document.getElementById("main");
-const live = document.getElementById("live");
-const picker = document.getElementById("run-picker");
-
-// -- the token: from #token=... once, then kept for this tab in sessionStorage ----------------
-const fragment = new URLSearchParams(location.hash.slice(1));
-if (fragment.get("token")) {
-  sessionStorage.setItem("conveyor-token", fragment.get("token"));
-  history.replaceState(null, "", location.pathname + location.search);
-}
-
-class HttpError extends Error {
-  constructor(status, detail) { super(detail); this.status = status; }
-}
-
-async function api(path, options = {}) {
-  const headers = { "Content-Type": "application/json" };
-  const token = sessionStorage.getItem("conveyor-token");
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const res = await fetch(`${BASE}/api${path}`, { ...options, headers });
-  const body = await res.json().catch(() => ({}));
-  if (res.status === 401) { askToken(); throw new HttpError(401, body.detail || "unauthorized"); }
-  if (!res.ok) throw new HttpError(res.status, body.detail || res.statusText);
-  return body;
-}
-
-function askToken() {
-  if (document.getElementById("token-form")) return;
-  const input = h("input", { type: "password", placeholder: "bearer token", id: "token-input",
-    autocomplete: "off" });
-  const form = h("form", { id: "token-form", class: "panel token" },
-    h("h2", {}, "This dashboard needs a token"),
-    h("p", { class: "muted" }, "It was started with --token. Enter it once; it is kept for this tab only."),
-    input, h("button", { class: "btn primary", type: "submit" }, "Use token"));
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    sessionStorage.setItem("conveyor-token", input.value);
-    location.reload();
-  });
-  main.replaceChildren(form);
-}
-
-// -- small pieces -----------------------------------------------------------------------------
-const STATE_CLASS = { running: "run", completed: "ok", completed_with_errors: "warn", failed: "bad",
-  interrupted: "skip", firing: "bad", resolved: "ok", done: "ok", dead: "bad", cached: "cached",
-  skipped: "skip", ready: "skip", pending: "skip" };
-
-function chip(state) {
-  return h("span", { class: `chip ${STATE_CLASS[state] || ""}` }, state.replaceAll("_", " "));
-}
-
-function ago(t, now) {
-  if (!t) return "–";
-  return `${fmtDur(Math.max(0, (now || Date.now() / 1000) - t))} ago`;
-}
+let timer = null;
 
 function finished(counts) {
   return ["done", "cached", "dead", "skipped"].reduce((a, k) => a + (counts[k] || 0), 0);
@@ -69,43 +17,9 @@ function total(counts) {
   return Object.values(counts).reduce((a, b) => a + b, 0);
 }
 
-function panel(title, extra, ...body) {
-  return h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, title), extra), ...body);
-}
-
-function showError(where, err) {
-  where.replaceChildren(h("div", { class: "alert bad" }, String(err.message || err)));
-}
-
-function setLive(on, text) {
-  live.className = on ? "live on" : "live";
-  live.textContent = text;
-}
-
-// -- polling with render-on-change ------------------------------------------------------------
-let timer = null;
-const last = new Map();
-function changed(key, data) {
-  const json = JSON.stringify(data);
-  if (last.get(key) === json) return false;
-  last.set(key, json);
-  return true;
-}
-
-async function fillPicker(current) {
-  const { runs } = await api("/runs?limit=50");
-  if (!changed("picker", runs.map((r) => [r.id, r.state]))) return runs;
-  picker.replaceChildren(h("option", { value: "" }, "all runs"),
-    ...runs.map((r) => h("option", { value: r.id, selected: r.id === current },
-      `${r.pipeline} · ${r.id} · ${r.state.replaceAll("_", " ")}`)));
-  return runs;
-}
-picker.addEventListener("change", () => {
-  location.href = picker.value ? `${BASE}/runs/${encodeURIComponent(picker.value)}` : BASE;
-});
-
 // -- the runs list ----------------------------------------------------------------------------
 async function runsPage() {
+  setNav("runs");
   document.getElementById("crumbs").replaceChildren(h("span", {}, "runs"));
   const table = h("div");
   main.replaceChildren(panel("Runs", h("span", { class: "muted" }, "newest first"), table));
@@ -145,6 +59,7 @@ async function runsPage() {
 const view = { openGroup: null, openUnit: null, offset: 0, notice: null };
 
 async function runPage(runId) {
+  setNav("runs");
   const slots = {};
   for (const k of ["head", "kpis", "steps", "charts", "errors", "dead", "alarms", "unit"]) {
     slots[k] = h("div", { id: `slot-${k}` });
@@ -297,7 +212,7 @@ function renderErrors(el, run, groups) {
           "Re-queue every dead unit of this group with the pipeline file's current code")));
     row.firstChild.addEventListener("click", () => {
       view.openGroup = open ? null : g.signature;
-      last.delete("errors");
+      forget("errors");
       view.poll();
     });
     if (open) {
@@ -381,5 +296,12 @@ function renderAlarms(el, alarms, now) {
 }
 
 // -- routing ----------------------------------------------------------------------------------
-const match = location.pathname.match(/^\/dashboard\/runs\/([^/]+)\/?$/);
-(match ? runPage(decodeURIComponent(match[1])) : runsPage()).catch((err) => showError(main, err));
+async function route(path) {
+  const parts = path.replace(/\/+$/, "").split("/").slice(2).map(decodeURIComponent);
+  if (parts[0] === "runs" && parts.length === 2) return runPage(parts[1]);
+  if (parts[0] === "models" && parts.length === 1) return modelsPage();
+  if (parts[0] === "models" && parts.length === 2) return modelPage(parts[1]);
+  if (parts[0] === "models" && parts.length === 3) return versionPage(parts[1], parts[2]);
+  return runsPage();
+}
+route(location.pathname).catch((err) => showError(main, err));

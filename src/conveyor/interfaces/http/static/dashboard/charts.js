@@ -142,3 +142,79 @@ export function latencyBars(rows) {
   });
   return svg;
 }
+
+/** Who moved an alias, by colour: a person, the gate of a training run, an alarm. */
+export const ACTOR_COLORS = { user: "#4f9cf7", gate: "#3fb950", alarm: "#f85149" };
+const ACTOR_OTHER = "#8792a2";
+
+/** Aliases first by importance, then by name. */
+function aliasOrder(a, b) {
+  const rank = (x) => (x === "champion" ? 0 : x === "challenger" ? 1 : 2);
+  return rank(a) - rank(b) || a.localeCompare(b);
+}
+
+/** The aliases' history: one lane per alias, a dot per move in the order they happened
+ * (filled: a promotion, a ring: a rollback, a dashed halo: forced past a failed gate),
+ * coloured by who moved it, and each holder's span as a bar labelled with its version.
+ * Hovering a dot shows from → to, who, why and when (an SVG <title>: text, never markup). */
+export function aliasTimeline({ moves, fmtWhen, width = 900 }) {
+  const aliases = [...new Set(moves.map((m) => m.alias))].sort(aliasOrder);
+  const order = [...moves].sort((a, b) => a.at - b.at || a.seq - b.seq);
+  const W = width, L = 110, R = 16, T = 10, laneH = 36, B = 26;
+  const H = T + Math.max(1, aliases.length) * laneH + B;
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart timeline", id: "alias-timeline",
+    role: "img", "aria-label": "alias history" });
+  if (!order.length) {
+    svg.append(s("text", { x: W / 2, y: H / 2, class: "empty", "text-anchor": "middle" },
+      "no alias has moved yet"));
+    return svg;
+  }
+  const n = order.length;
+  const step = (W - L - R) / n;
+  const x = (i) => L + step * (i + 0.5);
+  const lane = (alias) => T + aliases.indexOf(alias) * laneH + laneH / 2;
+  aliases.forEach((alias) => {
+    const y = lane(alias);
+    svg.append(s("line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid" }));
+    svg.append(s("text", { x: L - 10, y: y + 4, class: "label", "text-anchor": "end" },
+      alias.length > 14 ? `${alias.slice(0, 13)}…` : alias, s("title", {}, alias)));
+  });
+  const index = new Map(order.map((m, i) => [m, i]));
+  for (const alias of aliases) {  // each holder's span: from its move to the alias's next one
+    const mine = order.filter((m) => m.alias === alias);
+    mine.forEach((m, k) => {
+      const x0 = x(index.get(m)), x1 = k + 1 < mine.length ? x(index.get(mine[k + 1])) : W - R;
+      const color = ACTOR_COLORS[m.actor] || ACTOR_OTHER;
+      svg.append(s("rect", { x: x0, y: lane(alias) - 5, width: Math.max(1, x1 - x0), height: 10,
+        rx: 3, fill: color, class: k + 1 < mine.length ? "span" : "span current" }));
+      if (x1 - x0 >= 34) {
+        svg.append(s("text", { x: x0 + 10, y: lane(alias) - 9, class: "val" }, `v${m.to_version}`));
+      }
+    });
+  }
+  const ticks = Math.min(n, Math.max(2, Math.floor((W - L - R) / 130)));
+  const shown = new Set(Array.from({ length: ticks }, (_, k) =>
+    Math.round((k * (n - 1)) / Math.max(1, ticks - 1))));
+  order.forEach((m, i) => {
+    const color = ACTOR_COLORS[m.actor] || ACTOR_OTHER;
+    const y = lane(m.alias), cx = x(i);
+    const from = m.from_version === null || m.from_version === undefined ? "none" : `v${m.from_version}`;
+    const tip = [`${m.alias}: ${from} → v${m.to_version}`,
+      `${m.action}${m.forced ? " (forced past a failed gate)" : ""} by ${m.actor} ${m.who}`,
+      `why: ${m.reason || "(no reason given)"}`, fmtWhen(m.at)].join("\n");
+    const dot = s("g", { class: `move ${m.action}`, "data-seq": m.seq, "data-alias": m.alias },
+      s("title", {}, tip),
+      s("circle", { cx, cy: y, r: 13, class: "hit" }));
+    if (m.forced) dot.append(s("circle", { cx, cy: y, r: 10, class: "forced" }));
+    dot.append(m.action === "rollback"
+      ? s("circle", { cx, cy: y, r: 6, class: "dot-ring", stroke: color })
+      : s("circle", { cx, cy: y, r: 6, class: "dot-fill", fill: color }));
+    svg.append(dot);
+    if (shown.has(i)) {
+      svg.append(s("text", { x: cx, y: H - 8, class: "tick",
+        "text-anchor": n === 1 ? "middle" : i === 0 ? "start" : i === n - 1 ? "end" : "middle" },
+        fmtWhen(m.at, true)));
+    }
+  });
+  return svg;
+}
