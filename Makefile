@@ -18,12 +18,16 @@ example: $(BIN)/python
 	$(BIN)/conveyor results --format csv --out data/licenses-results.csv
 	@echo "results written to data/licenses-results.csv"
 
-# A search of 20 trials for tomorrow's rain on 12,000 real days of weather (examples/rain).
+# A search of 20 trials for tomorrow's rain on 12,000 real days of weather (examples/rain),
+# promoted to champion; then again on 15,000 days, gated against that champion.
 train-example: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[examples]'
 	$(BIN)/conveyor train examples/rain/pipeline.py --time-column day \
-		--cutoffs train=9000,valid=10500 --trials 20 --workers 2
+		--cutoffs train=9000,valid=10500 --trials 20 --workers 2 --promote
 	$(BIN)/conveyor datasets show early_years
+	$(BIN)/conveyor train examples/rain/pipeline.py --dataset more_years --time-column day \
+		--cutoffs train=12500,valid=13500 --trials 20 --workers 2 --promote
+	$(BIN)/conveyor models history rain
 
 # One model per country of Gapminder's table (from the installed bokeh-sampledata): a model set.
 example-prices: $(BIN)/python

@@ -49,6 +49,10 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 _EXPORT_FORMAT = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
+#: The alias of the newest candidate: it may hold a version that failed its gate.
+CHALLENGER = "challenger"
+
+
 def parse_ref(ref: str) -> tuple[str, str | None]:
     """Split a model reference into its name and what follows the ``@``: ``"rain"`` is
     ``("rain", None)``, ``"rain@champion"`` ``("rain", "champion")``, ``"rain@3"``
@@ -217,7 +221,8 @@ class Registry:
     ) -> AliasMove:
         """Point ``alias`` at ``version`` of ``name`` (a number, or another alias: promote
         the challenger) and record the move. A version whose gate failed needs
-        ``force=True`` (recorded); the version the alias holds already is refused."""
+        ``force=True`` (recorded), except for the ``challenger`` alias, which names the newest
+        candidate whatever its verdict; the version the alias holds already is refused."""
         alias, actor = _alias(alias), _actor(actor)
         record = self._version_of(name, version)
         moves = self.store.alias_history(name, alias)
@@ -226,7 +231,8 @@ class Registry:
             raise UsageError(
                 f"{name} {record.version} holds alias {alias} already; nothing to move"
             )
-        if record.passed is False and not force:
+        gated = record.passed is False and alias != CHALLENGER
+        if gated and not force:
             raise UsageError(
                 f"{name} {record.version} failed its gate{_failures(record.gate)}; promote it "
                 "anyway with --force (force=True), which its history records"
@@ -234,7 +240,7 @@ class Registry:
         return self.store.move_alias(
             name=name, alias=alias, seq=len(moves) + 1, from_version=current,
             to_version=record.version, action="promote", actor=actor, who=who or _login(),
-            reason=reason, forced=record.passed is False,
+            reason=reason, forced=gated,
         )  # fmt: skip
 
     def rollback(

@@ -102,14 +102,20 @@ def _aliases(
     verdict: Verdict | None, run_id: str, promote: bool,
 ) -> Release:  # fmt: skip
     held = registry.aliases(spec.name)
+
+    # A rerun finds its version registered, gated against the champion of its day: it takes
+    # an alias nobody holds, and moves none that another version holds now.
+    def free(alias: str) -> bool:
+        return held.get(alias) != record.version and (created or alias not in held)
+
     moved = None
-    if held.get(CHALLENGER) != record.version:
+    if free(CHALLENGER):
         moved = registry.promote(
             spec.name, record.version, alias=CHALLENGER, actor="gate", who=run_id,
-            reason=f"trained in run {run_id}", force=True,
+            reason=f"trained in run {run_id}",
         )  # fmt: skip
     promoted = None
-    if promote and record.passed is not False and held.get(CHAMPION) != record.version:
+    if promote and record.passed is not False and free(CHAMPION):
         promoted = registry.promote(
             spec.name, record.version, alias=CHAMPION, actor="gate", who=run_id,
             reason=verdict.summary() if verdict is not None else "not gated",
@@ -158,7 +164,8 @@ def release_model_set(
     )  # fmt: skip
     held = registry.aliases(model)
     promoted = None
-    if promote and index.get("complete") and held.get(CHAMPION) != record.version:
+    if (promote and index.get("complete") and held.get(CHAMPION) != record.version
+            and (created or CHAMPION not in held)):  # fmt: skip
         promoted = registry.promote(
             model, record.version, alias=CHAMPION, actor="gate", who=run_id,
             reason=f"model set of {len(groups)} groups, every group trained (not gated)",
