@@ -234,6 +234,7 @@ def test_a_request_the_queue_cannot_answer_in_time_is_refused_at_once() -> None:
     refused, count = run(go)
     assert refused.retry_after > 0.1 and count == 1
     assert "cannot answer 1 rows within 0.1 s" in str(refused)
+    assert "even with nothing queued" in str(refused)  # a retry alone will not help
 
 
 def test_a_cancelled_request_is_withdrawn_from_the_queue() -> None:

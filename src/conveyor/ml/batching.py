@@ -268,10 +268,14 @@ class MicroBatcher:
             if expected > deadline:
                 self._refused += 1
                 retry = self._retry_after(now, count)
+                alone = self._fit.a * count + math.ceil(count / self.max_batch) * self._fit.b
+                why = (f"about {expected:.3g} s with {self._queued_rows} rows queued"
+                       if alone <= deadline else
+                       f"about {alone:.3g} s even with nothing queued: send fewer rows or "
+                       "allow more time")  # fmt: skip
                 raise Overloaded(
-                    f"{self.name!r} cannot answer {count} rows within {deadline:.3g} s: about "
-                    f"{expected:.3g} s with {self._queued_rows} rows queued; retry after "
-                    f"{retry:.3g} s",
+                    f"{self.name!r} cannot answer {count} rows within {deadline:.3g} s: {why}; "
+                    f"retry after {retry:.3g} s",
                     retry_after=retry,
                 )
         request = _Request(
@@ -317,12 +321,14 @@ class MicroBatcher:
         queued row, then stop the worker thread. Calling it again does nothing."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await asyncio.shield(self._task)
-        if not self._closed:
-            self._closed = True
-            if self._own_executor:
-                self._executor.shutdown(wait=True)
+        try:
+            if self._task is not None:
+                await asyncio.shield(self._task)
+        finally:
+            if not self._closed:
+                self._closed = True
+                if self._own_executor:
+                    self._executor.shutdown(wait=True)
 
     async def __aenter__(self) -> MicroBatcher:
         self._bind()

@@ -132,6 +132,7 @@ def test_a_request_the_queue_cannot_serve_in_time_is_refused_with_retry_after(
 
     one, refused, took, answered = run(go)
     assert refused.retry_after > 20 * one  # about the 200 rows queued ahead
+    assert "rows queued" in str(refused)
     assert took < 1.0  # at once, not at the deadline
     assert answered == 200
 
