@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data/licenses
 
-.PHONY: example example-prices train-example test lint bench bench-peers bench-http bench-observability bench-ml clean
+.PHONY: example example-prices train-example test lint bench bench-peers bench-http bench-observability bench-ml bench-batching clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ bench-observability: $(BIN)/python
 bench-ml: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/ml.py $(ARGS)
+
+# Adaptive micro-batching against no batching and a fixed 10 ms wait (Ray Serve's rule), on the
+# rain model, at concurrency 1 to 64. Options through ARGS, e.g. ARGS="--quick" or ARGS="--only sweep".
+bench-batching: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/batching.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .conveyor data build src/*.egg-info

@@ -102,3 +102,16 @@ class ArtifactCorrupt(ConveyorError):
     loaded."""
 
     exit_code = 2
+
+
+class Overloaded(ConveyorError):
+    """The request cannot be answered within its deadline: retry after ``retry_after`` seconds.
+
+    A server answers it with 503 and a ``Retry-After`` header (the seconds rounded up)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str | None = None, *, retry_after: float) -> None:
+        super().__init__(message)
+        #: Seconds after which a retry is likely to be answered (always more than 0).
+        self.retry_after = retry_after
