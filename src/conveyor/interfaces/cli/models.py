@@ -386,18 +386,20 @@ def history(
 
 
 def history_table(found: Sequence[AliasMove]) -> Table:
-    """One row per move: alias, its number in the alias's history, from, to, action, when,
-    actor, who, why, forced."""
-    table = _table("alias", "#", "from", "to", "action", "when", "actor", "who", "why", "forced",
+    """One row per move: alias, its number in the alias's history, from, to, action (and
+    whether it was forced), when, by (actor and who) and why."""
+    table = _table("alias", "#", "from", "to", "action", "when", "by", "why",
                    right=("#", "from", "to"))  # fmt: skip
     for m in found:
+        action = f"{m.action} [red](forced)[/]" if m.forced else m.action
         table.add_row(
             escape(m.alias), str(m.seq), "-" if m.from_version is None else str(m.from_version),
-            str(m.to_version), m.action, when(m.at), m.actor, escape(m.who),
-            escape(m.reason) or "-", "[red]yes[/]" if m.forced else "no",
+            str(m.to_version), action, when(m.at), f"{m.actor} {escape(m.who)}",
+            escape(m.reason) or "-",
         )  # fmt: skip
-    why = table.columns[8]
-    why.no_wrap, why.max_width = False, 40
+    by, why = table.columns[6], table.columns[7]
+    by.no_wrap, by.overflow, by.max_width = False, "fold", 20
+    why.no_wrap, why.overflow, why.min_width = False, "fold", 24
     return table
 
 
