@@ -141,7 +141,7 @@ def test_promote_rollback_and_history(cli: Cli, ledger: str) -> None:
 
     history = cli("models", "history", "rain", "--alias", "champion")
     assert history.returncode == 0, history.stderr
-    for expected in ("the first", "better on golden", "hotfix", "rollback", "yes", "ana"):
+    for expected in ("the first", "better on golden", "hotfix", "rollback", "(forced)", "ana"):
         assert expected in history.stdout, expected
     assert "staging" not in history.stdout
     moves = json.loads(cli("models", "history", "rain", "--json").stdout)
