@@ -66,7 +66,7 @@ def models(rain: ModuleType, days: dict[str, pd.DataFrame]) -> dict[str, Any]:
 
 
 def _metrics(rain: ModuleType) -> list[MetricSpec]:
-    return list(rain.pipe.metrics.values())  # roc_auc, accuracy, log_loss of 'boosted'
+    return list(rain.pipe.metrics.values())  # roc_auc, accuracy, log_loss of the model 'rain'
 
 
 def _judge(
@@ -105,7 +105,7 @@ def test_a_real_improvement_passes(rain: ModuleType, days: Any, models: Any) -> 
 def test_a_thousand_resamples_take_well_under_two_seconds(
     rain: ModuleType, days: Any, models: Any
 ) -> None:
-    chosen = gate_policy(rain.pipe.models["boosted"])  # roc_auc, 1000 resamples
+    chosen = gate_policy(rain.pipe.models["rain"])  # roc_auc, 1000 resamples
     _judge(rain, days, chosen, models["boosted"], models["stump"])  # warm
     started = time.perf_counter()
     verdict = _judge(rain, days, chosen, models["boosted"], models["stump"])
@@ -161,15 +161,15 @@ def test_a_first_model_passes_on_its_floors_alone(rain: ModuleType, days: Any, m
     assert first.passed and auc.champion is None and auc.interval is None
     assert auc.checks == {"floor": True, "min_absolute": None, "min_relative": None,
                           "noise": None}  # fmt: skip
-    assert gate_policy(rain.pipe.models["boosted"]).rules[0].noise  # the default has no floor
-    assert _judge(rain, days, gate_policy(rain.pipe.models["boosted"]), models["stump"],
+    assert gate_policy(rain.pipe.models["rain"]).rules[0].noise  # the default has no floor
+    assert _judge(rain, days, gate_policy(rain.pipe.models["rain"]), models["stump"],
                   None).passed  # fmt: skip
 
 
 def test_the_champion_is_rescored_on_a_new_golden_version(
     rain: ModuleType, days: Any, models: Any
 ) -> None:
-    chosen = gate_policy(rain.pipe.models["boosted"])
+    chosen = gate_policy(rain.pipe.models["rain"])
     verdict = _judge(rain, days, chosen, models["boosted"], models["stump"],
                      champion_golden="g1")  # fmt: skip
     assert verdict.rescored and verdict.passed and "champion rescored" in verdict.summary()
