@@ -107,3 +107,38 @@ def test_resume_continues_an_interrupted_training(cli: Cli, files: Path) -> None
     assert "3 groups trained, 0 failed" in resumed.stdout and "continuing run" in resumed.stderr
     finished = cli("resume")
     assert finished.returncode == 2 and "is finished" in finished.stderr
+
+
+@pytest.mark.slow
+def test_a_model_set_is_registered_and_becomes_champion_only_when_complete(
+    cli: Cli, files: Path
+) -> None:
+    broken = cli(*TRAIN, "--group-by", "segment,location", "--promote",
+                 env={"CONVEYOR_TEST_FAIL_SEGMENT": "b"})  # fmt: skip
+    assert broken.returncode == 1, broken.stderr
+    assert "ridge 1 registered (a model set of 4 groups)" in broken.stdout
+    assert "alias champion" not in broken.stdout  # incomplete: never champion
+    first = json.loads(cli("models", "show", "ridge", "1", "--json").stdout)
+    assert (first["kind"], first["members"], first["aliases"]) == ("model_set", 4, [])
+    assert first["lineage"]["complete"] is False and len(first["lineage"]["missing"]) == 2
+    assert first["lineage"]["group_by"] == ["segment", "location"]
+
+    fixed = cli("redrive", "--workers", "2")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "ridge 2 registered (a model set of 6 groups)" in fixed.stdout
+    second = json.loads(cli("models", "show", "ridge", "2", "--json").stdout)
+    assert second["lineage"]["complete"] is True and second["members"] == 6
+    assert second["run_id"] == first["run_id"]  # the same run, redriven
+
+    again = cli(*TRAIN, "--group-by", "segment,location", "--promote", "--json")
+    assert again.returncode == 0, again.stderr
+    registered = json.loads(again.stdout)["registered"]
+    assert registered == {"name": "ridge", "version": 2, "new": False, "champion": True}
+    [move] = json.loads(cli("models", "history", "ridge", "--json").stdout)
+    assert (move["alias"], move["from_version"], move["to_version"], move["actor"]) == (
+        "champion",
+        None,
+        2,
+        "gate",
+    )
+    assert "every group trained" in move["reason"]

@@ -8,17 +8,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from conveyor.errors import InputError, UsageError
+from conveyor.errors import InputError, ModelNotFound, UsageError
 from conveyor.ml.artifacts import ArtifactStore
 from conveyor.ml.export import (
     FEATURES_KEY,
@@ -32,6 +33,12 @@ from conveyor.ml.export import (
     to_mlflow,
     to_onnx,
 )
+from conveyor.ml.groups import train_groups
+from conveyor.ml.registry import LoadedModel, Registry
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+sys.path.insert(0, str(RESOURCES))
+import grouped  # noqa: E402
 
 pytest.importorskip("skl2onnx")
 pytest.importorskip("onnxruntime")
@@ -303,73 +310,66 @@ def test_an_mlflow_export_refuses_a_model_that_is_not_scikit_learn(tmp_path: Pat
     assert not (tmp_path / "out").exists()
 
 
-# through the registry's API (conveyor.ml.registry is another branch's: a small stand-in that
-# keeps its contract: get(ref) -> LoadedModel(record, model), add_export, exports, artifacts)
+# through the registry: the real one, on a SQLite ledger in the test's folder
 
 
-@dataclass
-class Record:
-    name: str
-    version: int
-    lineage: dict[str, Any]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    kind: str = "model"
-    run_id: str | None = "run-1"
-    members: int = 0
+class CountingRegistry(Registry):
+    """The registry, counting the versions it loaded (a refusal must come before any)."""
 
-
-@dataclass
-class Export:
-    name: str
-    version: int
-    format: str
-    artifact: str | None
-    details: dict[str, Any]
-
-
-@dataclass
-class Loaded:
-    record: Record
-    model: Any
-
-
-class StandInRegistry:
-    def __init__(self, artifacts: ArtifactStore, *versions: Loaded) -> None:
-        self.artifacts = artifacts
-        self.versions = {(v.record.name, str(v.record.version)): v for v in versions}
-        self.recorded: list[Export] = []
+    def __init__(self, store: Path, artifacts: Path) -> None:
+        super().__init__(store, artifacts)
         self.gets = 0
 
-    def get(self, ref: str) -> Loaded:
+    def get(self, ref: str) -> LoadedModel:
         self.gets += 1
-        name, version = ref.split("@")
-        return self.versions[(name, version)]
-
-    def add_export(self, **fields: Any) -> Export:
-        self.recorded.append(Export(**fields))
-        return self.recorded[-1]
-
-    def exports(self, name: str, version: int) -> list[Export]:
-        return [e for e in self.recorded if (e.name, e.version) == (name, version)]
+        return super().get(ref)
 
 
 @pytest.fixture
-def registry(tmp_path: Path, boosted: Any, weather: dict[str, pd.DataFrame]) -> StandInRegistry:
-    artifacts = ArtifactStore(tmp_path / "artifacts")
-    digest, path = artifacts.put_table(weather["golden"])
-    lineage = {**LINEAGE, "golden": {"version": digest, "artifact": path, "rows": 1500}}
-    model_set = Record("prices", 1, {}, kind="model_set", members=140)
-    return StandInRegistry(artifacts, Loaded(Record("rain", 3, lineage, METRICS), boosted),
-                           Loaded(model_set, object()))  # fmt: skip
+def ledger(tmp_path: Path) -> Path:
+    return tmp_path / "ledger" / "conveyor.db"
+
+
+@pytest.fixture
+def registry(
+    tmp_path: Path, ledger: Path, boosted: Any, logistic: Any, weather: dict[str, pd.DataFrame]
+) -> Iterator[CountingRegistry]:
+    """rain 1: the boosted model with its golden days; rain 2: a plain Python model; rain 3:
+    the logistic model without a golden split; ridge 1: a model set of three groups."""
+    artifacts = tmp_path / "artifacts"
+    with CountingRegistry(ledger, artifacts) as reg:
+        digest, path = reg.artifacts.put_table(weather["golden"])
+        golden = {"version": digest, "artifact": path, "rows": 1500}
+        for model, lineage in ((boosted, {**LINEAGE, "golden": golden}),
+                               (Persistence(), {**LINEAGE, "golden": golden}),
+                               (logistic, {**LINEAGE, "golden": None})):  # fmt: skip
+            reg.register(name="rain", artifact=reg.artifacts.put_bytes(cloudpickle.dumps(model)),
+                         run_id="run-1", lineage=lineage, metrics=METRICS)  # fmt: skip
+        sales = tmp_path / "sales.parquet"
+        grouped.table().to_parquet(sales)
+        trained = train_groups(grouped.pipe, sales, ["segment"], store=ledger,
+                               artifacts=artifacts, workers=0)  # fmt: skip
+        assert trained.model_set is not None
+        reg.register(name="ridge", kind="model_set", artifact=trained.model_set,
+                     run_id=trained.run_id, members=len(trained.groups))  # fmt: skip
+        yield reg
+
+
+def _exports(registry: Registry) -> list[tuple[str, int, str, str | None]]:
+    """Every export the registry recorded, as (name, version, format, artifact)."""
+    return [(e.name, e.version, e.format, e.artifact)
+            for name, versions in (("rain", (1, 2, 3)), ("ridge", (1,)))
+            for v in versions for e in registry.exports(name, v)]  # fmt: skip
 
 
 def test_a_version_exports_to_both_formats_and_each_export_is_recorded(
-    registry: StandInRegistry, tmp_path: Path, boosted: Any, weather: dict[str, pd.DataFrame]
+    registry: CountingRegistry, tmp_path: Path, boosted: Any, weather: dict[str, pd.DataFrame]
 ) -> None:
     pytest.importorskip("mlflow")
-    target = tmp_path / "mlflow-rain-3"
-    exports = export_version(registry, "rain", "3", mlflow=target, onnx=True)
-    assert [e.format for e in exports] == ["onnx", "mlflow"] and registry.recorded == exports
+    target = tmp_path / "mlflow-rain-1"
+    exports = export_version(registry, "rain", "1", mlflow=target, onnx=True)
+    assert [e.format for e in exports] == ["onnx", "mlflow"]
+    assert registry.exports("rain", 1) == exports
     onnx_export, mlflow_export = exports
     assert onnx_export.details["parity"] < PARITY and onnx_export.details["rows"] == 1500
     data = registry.artifacts.get_bytes(onnx_export.artifact or "")
@@ -384,21 +384,22 @@ def test_a_version_exports_to_both_formats_and_each_export_is_recorded(
                           boosted.predict(golden[MEASUREMENTS]))  # fmt: skip
 
 
-def test_bad_exports_record_nothing(registry: StandInRegistry, tmp_path: Path) -> None:
+def test_bad_exports_record_nothing(registry: CountingRegistry, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="give --onnx, --mlflow DIR, or both"):
-        export_version(registry, "rain", "3")
+        export_version(registry, "rain", "1")
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "x").write_text("")
     with pytest.raises(UsageError, match="exists and is not empty"):
-        export_version(registry, "rain", "3", mlflow=taken, onnx=True)
+        export_version(registry, "rain", "1", mlflow=taken, onnx=True)
     assert registry.gets == 0  # refused before the model was loaded
-    with pytest.raises(UsageError, match=r"prices 1 is a model set \(140 models"):
-        export_version(registry, "prices", "1", onnx=True)
-    registry.versions["rain", "3"].record.lineage["golden"] = None
+    with pytest.raises(UsageError, match=r"ridge 1 is a model set \(3 models"):
+        export_version(registry, "ridge", "1", onnx=True)
     with pytest.raises(UsageError, match="rain 3 has no golden split"):
         export_version(registry, "rain", "3", onnx=True)
-    assert registry.recorded == []
+    with pytest.raises(ModelNotFound, match="model 'rain' has no alias 'champion'"):
+        export_version(registry, "rain", "champion", onnx=True)
+    assert _exports(registry) == []
 
 
 def test_a_golden_split_elsewhere_is_read_from_its_path_or_refused(
@@ -415,81 +416,69 @@ def test_a_golden_split_elsewhere_is_read_from_its_path_or_refused(
 
 
 def test_after_training_the_onnx_export_is_recorded_once(
-    registry: StandInRegistry, boosted: Any, weather: dict[str, pd.DataFrame]
+    registry: CountingRegistry, boosted: Any, weather: dict[str, pd.DataFrame]
 ) -> None:
-    loaded = registry.versions["rain", "3"]
-    first = export_after_training(registry, loaded.record, boosted, weather["golden"])
+    record = registry.resolve("rain@1")
+    first = export_after_training(registry, record, boosted, weather["golden"])
     assert first is not None and first.format == "onnx" and first.details["parity"] < PARITY
-    assert export_after_training(registry, loaded.record, boosted, weather["golden"]) is None
-    assert len(registry.recorded) == 1
-    model_set = registry.versions["prices", "1"]
-    assert export_after_training(registry, model_set.record, object(), None) is None
+    assert export_after_training(registry, record, boosted, weather["golden"]) is None
+    assert _exports(registry) == [("rain", 1, "onnx", first.artifact)]
+    model_set = registry.resolve("ridge@1")
+    assert export_after_training(registry, model_set, object(), None) is None
     with pytest.raises(UsageError, match="export='onnx' checks the ONNX model on the golden"):
-        export_after_training(registry, loaded.record, boosted, None)
+        export_after_training(registry, record, boosted, None)
 
 
-# the command (its Registry is another branch's: the stand-in is put in its module's place)
+# the command, in this process (tests/acceptance/test_cli_train_gate.py runs it as a subprocess)
 
 
 @pytest.fixture
-def command(registry: StandInRegistry, monkeypatch: pytest.MonkeyPatch) -> Any:
-    import types
-
+def command(registry: CountingRegistry, ledger: Path) -> Any:
     import typer
     from typer.testing import CliRunner
 
     from conveyor.interfaces.cli import model_export
 
-    class Registry:
-        def __init__(self, store: str | None, artifacts: str | None) -> None:
-            self.opened = (store, artifacts)
-
-        def __enter__(self) -> StandInRegistry:
-            return registry
-
-        def __exit__(self, *exc: object) -> None:
-            return None
-
-    module = types.ModuleType("conveyor.ml.registry")
-    module.Registry = Registry  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "conveyor.ml.registry", module)
     app = typer.Typer()
     app.command("export")(model_export.export)
     app.command("unused")(lambda: None)  # two commands: "export" stays a subcommand
     runner = CliRunner()
-    return lambda *args: runner.invoke(app, ["export", *args], env={"COLUMNS": "200"})
+    where = ("--store", str(ledger), "--artifacts", str(registry.artifacts.location))
+    return lambda *args: runner.invoke(app, ["export", *args, *where], env={"COLUMNS": "200"})
 
 
 def test_the_command_exports_and_says_where(
-    command: Any, registry: StandInRegistry, tmp_path: Path
+    command: Any, registry: CountingRegistry, tmp_path: Path
 ) -> None:
     pytest.importorskip("mlflow")
-    target = tmp_path / "mlflow-rain-3"
-    result = command("rain", "3", "--onnx", "--mlflow", str(target))
+    target = tmp_path / "mlflow-rain-1"
+    result = command("rain", "1", "--onnx", "--mlflow", str(target))
     assert result.exit_code == 0, result.output
     onnx_line, mlflow_line = result.stdout.strip().splitlines()
-    assert onnx_line.startswith("rain 3 -> ONNX (opset ")
+    assert onnx_line.startswith("rain 1 -> ONNX (opset ")
     assert "largest |difference| of a probability on 1500 golden rows; 0 rows past" in onnx_line
-    assert registry.recorded[0].artifact in onnx_line
-    assert mlflow_line == (f"rain 3 -> MLflow model at {target}: "
+    recorded = registry.exports("rain", 1)
+    assert recorded[0].artifact is not None and recorded[0].artifact in onnx_line
+    assert mlflow_line == (f"rain 1 -> MLflow model at {target}: "
                            f"mlflow.pyfunc.load_model('{target}')")  # fmt: skip
-    again = command("rain", "3", "--onnx", "--json")
+    again = command("rain", "1", "--onnx", "--json")
     assert again.exit_code == 0, again.output
-    [recorded] = json.loads(again.stdout)
-    assert recorded["format"] == "onnx" and recorded["artifact"] == registry.recorded[0].artifact
-    assert recorded["details"]["rows"] == 1500 and len(registry.recorded) == 3
+    [shown] = json.loads(again.stdout)
+    assert shown["format"] == "onnx" and shown["artifact"] == recorded[0].artifact
+    assert shown["details"]["rows"] == 1500 and len(registry.exports("rain", 1)) == 3
 
 
 def test_the_command_refuses_bad_exports_with_exit_2(
-    command: Any, registry: StandInRegistry, boosted: Any, tmp_path: Path
+    command: Any, registry: CountingRegistry
 ) -> None:
-    result = command("rain", "3")
+    result = command("rain", "1")
     assert result.exit_code == 2 and "give --onnx, --mlflow DIR, or both" in result.output
-    registry.versions["rain", "3"].model = Persistence()
-    result = command("rain", "3", "--onnx")
+    result = command("rain", "2", "--onnx")
     assert result.exit_code == 2
-    assert "model rain 3 (test_export.Persistence) cannot be converted to ONNX" in result.output
-    assert "Traceback" not in result.output and registry.recorded == []
+    assert "model rain 2 (test_export.Persistence) cannot be converted to ONNX" in result.output
+    result = command("rian", "1", "--onnx")
+    assert result.exit_code == 2 and "did you mean 'rain'" in result.output, result.output
+    assert "Traceback" not in result.output and _exports(registry) == []
 
 
 def test_a_model_fitted_on_a_matrix_takes_every_column_but_the_label(

@@ -33,12 +33,15 @@ from conveyor.store.rows import AliasMove, ModelExport, ModelSummary, ModelVersi
 if TYPE_CHECKING:
     from conveyor.ml.artifacts import ArtifactStore
 
-__all__ = ["LoadedModel", "Registry", "parse_ref", "registry"]
+__all__ = ["CHALLENGER", "LoadedModel", "Registry", "parse_ref", "registry"]
 
 #: What an alias may be called.
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 #: The name that always means the newest version, so it cannot be an alias.
 LATEST = "latest"
+#: The alias candidates wait at, gated or not (a training run points it at each model it
+#: registers): moving it to a version that failed its gate overrides nothing, so needs no force.
+CHALLENGER = "challenger"
 #: Who may move an alias: a person, the gate of a training run, an alarm.
 ACTORS = ("user", "gate", "alarm")
 #: What a version may be: one model, or a model set (one model per group).
@@ -47,10 +50,6 @@ KINDS = {"model": "cloudpickle", "model_set": "model_set"}
 DATA_KEYS = ("dataset", "data_version", "split", "golden")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _EXPORT_FORMAT = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-
-
-#: The alias of the newest candidate: it may hold a version that failed its gate.
-CHALLENGER = "challenger"
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:
@@ -221,8 +220,8 @@ class Registry:
     ) -> AliasMove:
         """Point ``alias`` at ``version`` of ``name`` (a number, or another alias: promote
         the challenger) and record the move. A version whose gate failed needs
-        ``force=True`` (recorded), except for the ``challenger`` alias, which names the newest
-        candidate whatever its verdict; the version the alias holds already is refused."""
+        ``force=True`` (recorded), except to be the ``challenger``; the version the alias
+        holds already is refused."""
         alias, actor = _alias(alias), _actor(actor)
         record = self._version_of(name, version)
         moves = self.store.alias_history(name, alias)
@@ -231,8 +230,8 @@ class Registry:
             raise UsageError(
                 f"{name} {record.version} holds alias {alias} already; nothing to move"
             )
-        gated = record.passed is False and alias != CHALLENGER
-        if gated and not force:
+        overrides = record.passed is False and alias != CHALLENGER
+        if overrides and not force:
             raise UsageError(
                 f"{name} {record.version} failed its gate{_failures(record.gate)}; promote it "
                 "anyway with --force (force=True), which its history records"
@@ -240,7 +239,7 @@ class Registry:
         return self.store.move_alias(
             name=name, alias=alias, seq=len(moves) + 1, from_version=current,
             to_version=record.version, action="promote", actor=actor, who=who or _login(),
-            reason=reason, forced=gated,
+            reason=reason, forced=overrides,
         )  # fmt: skip
 
     def rollback(

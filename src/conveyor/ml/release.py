@@ -7,20 +7,21 @@ promoted to ``champion``. A rerun that finds the same model registered registers
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from conveyor.definition.models import MetricSpec, ModelSpec, gate_policy, metric_value
 from conveyor.errors import ModelNotFound
+from conveyor.ml.registry import CHALLENGER
 from conveyor.ml.tables import Table
+
+__all__ = ["CHALLENGER", "CHAMPION", "Release", "golden_scores", "release", "release_model_set"]
 
 if TYPE_CHECKING:
     from conveyor.ml.gate import Verdict
     from conveyor.ml.registry import Registry
     from conveyor.store.rows import AliasMove, ModelExport, ModelVersion
 
-#: The alias the newest registered candidate holds, gated or not.
-CHALLENGER = "challenger"
 #: The alias the gate promotes to and serving answers with.
 CHAMPION = "champion"
 
@@ -36,6 +37,8 @@ class Release:
     promoted: AliasMove | None = None
     challenger: AliasMove | None = None
     export: ModelExport | None = None
+    #: Why the version was not promoted although asked (None when it was, or not asked).
+    held_back: str | None = None
 
     @property
     def passed(self) -> bool | None:
@@ -91,9 +94,7 @@ def release(
     if created and spec.export == "onnx" and golden is not None:
         from conveyor.ml.export import export_after_training
 
-        exported = export_after_training(registry, record, model, golden)
-        return Release(done.version, done.created, verdict, done.promoted, done.challenger,
-                       exported)  # fmt: skip
+        return replace(done, export=export_after_training(registry, record, model, golden))
     return done
 
 
@@ -102,25 +103,38 @@ def _aliases(
     verdict: Verdict | None, run_id: str, promote: bool,
 ) -> Release:  # fmt: skip
     held = registry.aliases(spec.name)
-
-    # A rerun finds its version registered, gated against the champion of its day: it takes
-    # an alias nobody holds, and moves none that another version holds now.
-    def free(alias: str) -> bool:
-        return held.get(alias) != record.version and (created or alias not in held)
-
     moved = None
-    if free(CHALLENGER):
+    if held.get(CHALLENGER) != record.version:
         moved = registry.promote(
             spec.name, record.version, alias=CHALLENGER, actor="gate", who=run_id,
             reason=f"trained in run {run_id}",
         )  # fmt: skip
-    promoted = None
-    if promote and record.passed is not False and free(CHAMPION):
-        promoted = registry.promote(
-            spec.name, record.version, alias=CHAMPION, actor="gate", who=run_id,
-            reason=verdict.summary() if verdict is not None else "not gated",
-        )  # fmt: skip
-    return Release(record, created, verdict, promoted, moved)
+    promoted = held_back = None
+    champion = held.get(CHAMPION)
+    if promote and record.passed is not False and champion != record.version:
+        held_back = _stale(record, champion)
+        if held_back is None:
+            promoted = registry.promote(
+                spec.name, record.version, alias=CHAMPION, actor="gate", who=run_id,
+                reason=verdict.summary() if verdict is not None else "not gated",
+            )  # fmt: skip
+    return Release(record, created, verdict, promoted, moved, held_back=held_back)
+
+
+def _stale(record: ModelVersion, champion: int | None) -> str | None:
+    """Why a version found again (a cached rerun) may not be promoted: its verdict judged it
+    against another champion than today's (None when the verdict still holds)."""
+    if record.gate is None:
+        return None  # not gated (no golden split): nothing to hold it to
+    judged = record.gate.get("champion")
+    if judged == champion:
+        return None
+    against = "no champion" if judged is None else f"champion {judged}"
+    return (
+        f"{record.name} {record.version} was gated against {against}, and the champion is "
+        f"{champion} now: its verdict no longer holds, so it was not promoted; promote it "
+        f"with 'conveyor models promote {record.name} {record.version}' if you mean to"
+    )
 
 
 def _champion(registry: Registry, name: str) -> tuple[ModelVersion | None, object | None]:
@@ -164,8 +178,7 @@ def release_model_set(
     )  # fmt: skip
     held = registry.aliases(model)
     promoted = None
-    if (promote and index.get("complete") and held.get(CHAMPION) != record.version
-            and (created or CHAMPION not in held)):  # fmt: skip
+    if promote and index.get("complete") and held.get(CHAMPION) != record.version:
         promoted = registry.promote(
             model, record.version, alias=CHAMPION, actor="gate", who=run_id,
             reason=f"model set of {len(groups)} groups, every group trained (not gated)",

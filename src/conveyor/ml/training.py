@@ -29,13 +29,14 @@ from conveyor.definition.models import (
     metric_value,
 )
 from conveyor.definition.pipeline import Pipeline
+from conveyor.definition.step import did_you_mean
 from conveyor.errors import DefinitionError, StepError, UsageError
 from conveyor.ml.artifacts import ArtifactStore
 from conveyor.ml.datasets import fingerprint
 from conveyor.ml.pruning import Reporter, TrialPruned, reporting
 from conveyor.ml.search import FinishedTrial, Search, TrialParams
 from conveyor.ml.splits import DEFAULT_SHARES, split, split_by_time
-from conveyor.ml.tables import Table, num_rows
+from conveyor.ml.tables import Table, column_names, num_rows
 
 if TYPE_CHECKING:
     from conveyor.ml.release import Release
@@ -244,6 +245,7 @@ def training_data(
         if num_rows(table) == 0:
             raise UsageError(f"train: the table for model {spec.name!r} has no rows")
         version = fingerprint(table)
+    _check_label(spec, table)
     if time_column is not None:
         chosen = dict(cutoffs or {})
         if "golden" not in chosen:
@@ -268,6 +270,18 @@ def training_data(
         digest, artifact = artifacts.put_table(tables["golden"])
         golden = {"version": digest, "artifact": artifact, "rows": num_rows(tables["golden"])}
     return TrainingData(tables, version, how, dataset=name, golden=golden)
+
+
+def _check_label(spec: ModelSpec, table: Table) -> None:
+    """A ``label=`` that is not a column of the table is refused before any trial runs (the
+    gate would refuse it after the search)."""
+    names = column_names(table)
+    if spec.label is not None and spec.label not in names:
+        raise UsageError(
+            f"model {spec.name!r}: label={spec.label!r} is not a column of its table"
+            f"{did_you_mean(spec.label, names)} (columns: {', '.join(names)}); fix "
+            f"@pipe.model(label=...)"
+        )
 
 
 def _dataset_name(pipeline: Pipeline, spec: ModelSpec, dataset: str | None) -> str:

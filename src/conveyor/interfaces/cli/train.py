@@ -251,6 +251,7 @@ def _released(done: Release) -> dict[str, Any]:
         "name": done.version.name, "version": done.version.version, "new": done.created,
         "passed": done.version.passed, "gate": done.version.gate,
         "moved": [{"alias": m.alias, "from": m.from_version, "to": m.to_version} for m in moves],
+        "held_back": done.held_back,
         "export": None if done.export is None else {"format": done.export.format,
                                                      **done.export.details},
     }  # fmt: skip
@@ -323,6 +324,8 @@ def show_release(done: Release) -> None:
         if move is not None:
             was = "nobody" if move.from_version is None else str(move.from_version)
             out.print(f"alias [bold]{escape(move.alias)}[/]: {was} -> {move.to_version}")
+    if done.held_back is not None:
+        err.print(f"[yellow]not promoted[/]: {escape(done.held_back)}")
     if done.export is not None:
         parity = done.export.details.get("parity")
         out.print(
