@@ -152,6 +152,8 @@ class GroupTraining:
     artifacts: str
     stats: list[StepStats]
     seconds: float = 0.0
+    #: The model set's index as written under :attr:`model_set` (None if no group finished).
+    index: Mapping[str, Any] | None = None
 
     @property
     def computed(self) -> int:
@@ -483,7 +485,7 @@ def collect(
     for dead in ledger.dead_units(run_id):
         lines = (dead["error_message"] or "").strip().splitlines()
         failed[dead["item"]] = f"{dead['error_type']}: {lines[0] if lines else ''}"
-    version = None
+    version = index = None
     if found:
         index = {
             "format": MODEL_SET_FORMAT, "pipeline": pipeline.name, "model": spec.name,
@@ -503,7 +505,7 @@ def collect(
         model=spec.name, metric=spec.metric, direction=spec.direction, run_id=run_id,
         state=state, group_by=settings.group_by, groups=found, failed=failed, model_set=version,
         data_version=settings.data_version, artifacts=settings.artifacts, stats=stats,
-        seconds=seconds,
+        seconds=seconds, index=index,
     )  # fmt: skip
 
 

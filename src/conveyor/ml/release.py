@@ -46,9 +46,18 @@ class Release:
         return self.version.passed
 
 
-def golden_scores(metrics: Sequence[MetricSpec], model: object, golden: Table) -> dict[str, float]:
-    """Every metric of the model on the golden table."""
-    return {m.name: metric_value(m, m.fn(**{m.model: model, "valid": golden})) for m in metrics}
+def golden_scores(
+    metrics: Sequence[MetricSpec], model: object, golden: Table,
+    known: Mapping[str, float] | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Every metric of the model on the golden table; those in ``known`` (the gate's own
+    scores of the same model on the same table) are not computed again."""
+    known = known or {}
+    return {
+        m.name: known[m.name] if m.name in known
+        else metric_value(m, m.fn(**{m.model: model, "valid": golden}))
+        for m in metrics
+    }  # fmt: skip
 
 
 def release(
@@ -82,7 +91,8 @@ def release(
             golden_version=str(golden_info.get("version", "")),
             champion_golden=None if champion is None else _golden_version(champion),
         )  # fmt: skip
-        scores = golden_scores(metrics, model, golden)
+        gated = {rule.metric: rule.challenger for rule in verdict.rules}
+        scores = golden_scores(metrics, model, golden, gated)
     record, created = registry.register(
         name=spec.name, kind="model", artifact=artifact, format=str(lineage["format"]),
         run_id=run_id, lineage=dict(lineage),

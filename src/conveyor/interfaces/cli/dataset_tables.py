@@ -14,7 +14,9 @@ from rich.table import Table
 from conveyor.store.rows import DatasetRecord
 
 
-def _table(*columns: str, right: Iterable[str] = ()) -> Table:
+def plain_table(*columns: str, right: Iterable[str] = ()) -> Table:
+    """A table of ``columns`` with a rule under its bold head, the ``right`` ones right-aligned
+    (numbers), every column at least as wide as its name."""
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     numbers = set(right)
     for name in columns:
@@ -51,7 +53,7 @@ def checks_status(report: Mapping[str, Any]) -> str:
 
 def versions_table(records: Sequence[DatasetRecord]) -> Table:
     """One row per version (or per dataset's latest version), the latest built first."""
-    table = _table(
+    table = plain_table(
         "dataset",
         "version",
         "rows",
@@ -76,7 +78,7 @@ def versions_table(records: Sequence[DatasetRecord]) -> Table:
 
 def columns_table(profile: Mapping[str, Any]) -> Table:
     """The schema and per-column statistics of a version's profile."""
-    table = _table(
+    table = plain_table(
         "column",
         "type",
         "nulls",
@@ -112,7 +114,7 @@ def columns_table(profile: Mapping[str, Any]) -> Table:
 
 def checks_table(report: Mapping[str, Any]) -> Table:
     """One row per failed check and column: severity, failing rows, their share, an example."""
-    table = _table(
+    table = plain_table(
         "severity", "check", "column", "failing", "share", "message", right=("failing", "share")
     )
     for f in report.get("failures", []):
@@ -131,7 +133,7 @@ def checks_table(report: Mapping[str, Any]) -> Table:
 
 def changes_table(changes: Sequence[Mapping[str, Any]]) -> Table:
     """One row per change: a column added, removed or retyped, or a distribution that moved."""
-    table = _table("change", "column", "before", "after", "score", "message", right=("score",))
+    table = plain_table("change", "column", "before", "after", "score", "message", right=("score",))
     for c in changes:
         table.add_row(
             c["kind"],
@@ -147,7 +149,7 @@ def changes_table(changes: Sequence[Mapping[str, Any]]) -> Table:
 def moves_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> Table:
     """The columns both versions have, their nulls and mean (or distinct values) before and
     after: how the distributions moved."""
-    table = _table("column", "type", "nulls", "mean / distinct", "p50", right=("nulls",))
+    table = plain_table("column", "type", "nulls", "mean / distinct", "p50", right=("nulls",))
     old = {c["name"]: c for c in before.get("columns", [])}
     for c in after.get("columns", []):
         o = old.get(c["name"])

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from conveyor.interfaces.cli.app import handled, out
-from conveyor.interfaces.cli.options import JsonOpt, StoreOpt
+from conveyor.interfaces.cli.options import ArtifactsOpt, JsonOpt, StoreOpt
 
 NameArg = Annotated[str, typer.Argument(help="The model (its function's name).")]
 VersionArg = Annotated[str, typer.Argument(help="The version: a number, an alias, or latest.")]
@@ -25,11 +25,6 @@ OnnxOpt = Annotated[
     typer.Option("--onnx", envvar="CONVEYOR_ONNX",
                  help="Convert to ONNX (skl2onnx), check it on the golden rows and store it in "
                       "the artifact store with its parity figure."),
-]  # fmt: skip
-ArtifactsOpt = Annotated[
-    str | None,
-    typer.Option("--artifacts", envvar="CONVEYOR_ARTIFACTS",
-                 help="Artifact store: a folder or fsspec URL [default: .conveyor/artifacts]."),
 ]  # fmt: skip
 
 

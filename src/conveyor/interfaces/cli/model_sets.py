@@ -149,15 +149,13 @@ def _finish(
 
 
 def _register(result: GroupTraining, store: str | Store | None, promote: bool) -> Release | None:
-    from conveyor.ml.artifacts import ArtifactStore
     from conveyor.ml.registry import Registry
     from conveyor.ml.release import release_model_set
 
-    if result.model_set is None:
+    if result.model_set is None or result.index is None:
         return None
-    index = json.loads(ArtifactStore(result.artifacts).get_bytes(result.model_set))
     with Registry(store, result.artifacts) as registry:
-        return release_model_set(registry, result.model, result.model_set, index,
+        return release_model_set(registry, result.model, result.model_set, result.index,
                                  run_id=result.run_id, promote=promote)  # fmt: skip
 
 

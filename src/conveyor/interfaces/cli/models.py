@@ -7,17 +7,16 @@ them too."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich import box
 from rich.markup import escape
 from rich.table import Table
 
 from conveyor.interfaces.cli import model_export
 from conveyor.interfaces.cli.app import handled, out, plural
-from conveyor.interfaces.cli.dataset_tables import value, when
+from conveyor.interfaces.cli.dataset_tables import plain_table, value, when
 from conveyor.interfaces.cli.options import JsonOpt, StoreOpt
 
 if TYPE_CHECKING:
@@ -44,15 +43,6 @@ def _registry(store: str | None) -> Registry:
     from conveyor.store import open_store
 
     return Registry(open_store(store, create=False))
-
-
-def _table(*columns: str, right: Iterable[str] = ()) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    numbers = set(right)
-    for name in columns:
-        justify: Literal["right", "left"] = "right" if name in numbers else "left"
-        table.add_column(name, justify=justify, no_wrap=True, min_width=len(name))
-    return table
 
 
 def _dump(data: Any) -> None:
@@ -91,7 +81,7 @@ def list_models(
 
 def models_table(found: Sequence[ModelSummary]) -> Table:
     """One row per model: kind, versions, the latest, its aliases, when it last changed."""
-    table = _table("model", "kind", "versions", "latest", "aliases", "updated",
+    table = plain_table("model", "kind", "versions", "latest", "aliases", "updated",
                    right=("versions", "latest"))  # fmt: skip
     for m in found:
         table.add_row(
@@ -104,7 +94,7 @@ def models_table(found: Sequence[ModelSummary]) -> Table:
 
 def versions_table(versions: Sequence[ModelVersion], aliases: Mapping[str, int]) -> Table:
     """One row per version: when, its run, its main metric on valid and golden, the gate."""
-    table = _table("version", "registered", "run", "valid", "golden", "gate", "aliases",
+    table = plain_table("version", "registered", "run", "valid", "golden", "gate", "aliases",
                    "artifact", right=("version",))  # fmt: skip
     for v in versions:
         table.add_row(
@@ -201,7 +191,7 @@ def _lineage_lines(r: ModelVersion, held: Sequence[str]) -> list[str]:
 def metrics_table(metrics: Mapping[str, Mapping[str, float]]) -> Table:
     """One row per metric, one column per split it was scored on (valid, golden)."""
     splits = list(metrics)
-    table = _table("metric", *splits, right=splits)
+    table = plain_table("metric", *splits, right=splits)
     names: list[str] = []
     for scores in metrics.values():
         names.extend(n for n in scores if n not in names)
@@ -212,7 +202,7 @@ def metrics_table(metrics: Mapping[str, Mapping[str, float]]) -> Table:
 
 def exports_table(exports: Sequence[ModelExport]) -> Table:
     """One row per export: format, where its bytes are, what was measured, when."""
-    table = _table("format", "artifact", "details", "exported")
+    table = plain_table("format", "artifact", "details", "exported")
     for e in exports:
         details = ", ".join(f"{escape(str(k))}={value(v, 3)}" for k, v in e.details.items())
         table.add_row(e.format, (e.artifact or "-")[:12], details or "-", when(e.at))
@@ -246,7 +236,7 @@ def gate_table(verdict: Mapping[str, Any]) -> Table:
     champion's score, the change and its interval, and each check with its threshold."""
     confidence = verdict.get("confidence")
     interval = f"{confidence:.0%} interval" if isinstance(confidence, int | float) else "interval"
-    table = _table("metric", "challenger", "champion", "delta", "relative", interval, "floor",
+    table = plain_table("metric", "challenger", "champion", "delta", "relative", interval, "floor",
                    "min abs", "min rel", "noise", "rule",
                    right=("challenger", "champion", "delta", "relative"))  # fmt: skip
     for rule in verdict.get("rules") or []:
@@ -304,7 +294,7 @@ def diff(
     out.print(f"model [bold]{escape(name)}[/] {a.version} → {b.version}: "
               f"{plural(count, 'difference')}")  # fmt: skip
     if count:
-        table = _table("what", "key", str(a.version), str(b.version))
+        table = plain_table("what", "key", str(a.version), str(b.version))
         for part, found in changes.items():
             for key, (old, new) in found.items():
                 table.add_row(part, escape(key), _cell(old), _cell(new))
@@ -388,7 +378,7 @@ def history(
 def history_table(found: Sequence[AliasMove]) -> Table:
     """One row per move: alias, its number in the alias's history, from, to, action (and
     whether it was forced), when, by (actor and who) and why."""
-    table = _table("alias", "#", "from", "to", "action", "when", "by", "why",
+    table = plain_table("alias", "#", "from", "to", "action", "when", "by", "why",
                    right=("#", "from", "to"))  # fmt: skip
     for m in found:
         action = f"{m.action} [red](forced)[/]" if m.forced else m.action

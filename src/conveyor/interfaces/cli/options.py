@@ -34,6 +34,11 @@ NotifyOpt = Annotated[
 ]
 PipelineArg = Annotated[str, typer.Argument(help="The pipeline file (FILE.py or FILE.py:NAME).")]
 RunArg = Annotated[str | None, typer.Argument(help="Run id or prefix (default: latest).")]
+ArtifactsOpt = Annotated[
+    str | None,
+    typer.Option("--artifacts", envvar="CONVEYOR_ARTIFACTS",
+                 help="Artifact store: a folder or fsspec URL [default: .conveyor/artifacts]."),
+]  # fmt: skip
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 WorkersOpt = Annotated[
     int | None,

@@ -23,6 +23,7 @@ from conveyor.interfaces.cli.app import (
     split_list,
 )
 from conveyor.interfaces.cli.options import (
+    ArtifactsOpt,
     ExecutorOpt,
     JsonOpt,
     PipelineArg,
@@ -86,11 +87,6 @@ PromoteOpt = Annotated[
     bool,
     typer.Option("--promote/--no-promote", envvar="CONVEYOR_PROMOTE",
                  help="Make the new model the champion when it passes its gate."),
-]  # fmt: skip
-ArtifactsOpt = Annotated[
-    str | None,
-    typer.Option("--artifacts", envvar="CONVEYOR_ARTIFACTS",
-                 help="Artifact store: a folder or fsspec URL [default: .conveyor/artifacts]."),
 ]  # fmt: skip
 
 
